@@ -1,0 +1,53 @@
+"""Sessions wire the stages of tmate-forge; the stages themselves live in src/tmate_forge.
+
+`nox -l` lists them; `nox --usage` is not needed: each session's docstring says it all.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+PYTHON = "3.11"
+
+
+def _forge(session: nox.Session, stage: str) -> None:
+    session.install("-e", ".")
+    session.run("tmate-forge", stage, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def sources(session: nox.Session) -> None:
+    """Fetch every pinned source into the cache and verify its digest."""
+    _forge(session, "sources")
+
+
+@nox.session(python=PYTHON)
+def patch(session: nox.Session) -> None:
+    """Unpack the sources for one architecture and apply our patches (-- --arch ARCH)."""
+    _forge(session, "patch")
+
+
+@nox.session(python=PYTHON)
+def compile(session: nox.Session) -> None:
+    """Build the static tmate-ssh-server into dist/ARCH (-- --arch ARCH)."""
+    _forge(session, "compile")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite; slow tests build with zig, mirror tests need TMATE_FORGE_MIRROR."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["maintenance"], default=False)
+def lint(session: nox.Session) -> None:
+    """Check the code with ruff and mypy --strict."""
+    session.install("-e", ".[test,lint]", "nox")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")

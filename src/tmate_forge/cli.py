@@ -1,0 +1,61 @@
+"""The tmate-forge command: one subcommand per stage, errors reported once here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import pipeline
+from .compile import PRODUCT
+from .arch import parse_arch
+from .errors import ForgeError
+from .layout import layout_from_env
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tmate-forge",
+        description="Build a static musl tmate-ssh-server from pinned, verified sources.",
+    )
+    parser.add_argument("--root", type=Path, default=Path.cwd(),
+                        help="the project checkout (default: the current folder)")  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    stages = parser.add_subparsers(dest="stage", required=True)
+    stages.add_parser("sources", help="fetch and verify every pinned source")
+    for name, text in (
+        ("patch", "unpack the sources for one architecture and apply our patches"),
+        ("compile", "build the static binary, its debug file and manifest into dist/ARCH"),
+    ):
+        stage = stages.add_parser(name, help=text)
+        stage.add_argument("--arch", help="x86_64 or aarch64 (default: the host's)")
+        stage.add_argument("--component", default=PRODUCT,
+                           help="stop at this component (default: %(default)s)")  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        layout = layout_from_env(args.root)
+        if args.stage == "sources":
+            pipeline.run_sources(layout)
+        elif args.stage == "patch":
+            pipeline.run_patch(layout, parse_arch(args.arch), args.component)
+        else:
+            pipeline.run_compile(layout, parse_arch(args.arch), args.component)
+    except ForgeError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"ERROR: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("ERROR: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""External commands: argument lists through plumbum, echoed before they run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from plumbum import local
+from plumbum.commands.processes import ProcessExecutionError
+
+from . import log
+from .errors import BuildError, ToolMissingError
+
+# Which Debian package brings each host tool, for the "install it" hint.
+_DEBIAN_PACKAGES = {
+    "git": "git",
+    "patch": "patch",
+    "tar": "tar",
+    "make": "make",
+    "cmake": "cmake",
+    "autoreconf": "autoconf",
+    "aclocal": "automake",
+    "pkg-config": "pkg-config",
+    "tic": "ncurses-bin",
+    "apt-get": "apt",
+    "objcopy": "binutils",
+    "aarch64-linux-gnu-objcopy": "binutils-aarch64-linux-gnu",
+    "qemu-aarch64-static": "qemu-user-static",
+}
+
+
+def require_tool(name: str, why: str) -> str:
+    """The full path of a host tool, or a ToolMissingError that says how to install it."""
+    found = shutil.which(name)
+    if found is None:
+        package = _DEBIAN_PACKAGES.get(name, name)
+        raise ToolMissingError(
+            f"{name}: not found on PATH; it is needed to {why}",
+            tip=f"install it (Debian: apt-get install {package}), or run scripts/setup-host",
+        )
+    return found
+
+
+def capture(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) -> str:
+    """Run a command and return its standard output; raise BuildError if it fails."""
+    if echo:
+        log.command(argv, str(cwd) if cwd else None)
+    command = local[argv[0]][list(argv[1:])]
+    try:
+        if cwd is not None:
+            with local.cwd(cwd):
+                return str(command())
+        return str(command())
+    except ProcessExecutionError as err:
+        output = f"{err.stdout}\n{err.stderr}".strip()[-3000:]
+        raise BuildError(
+            f"{argv[0]}: exited with {err.retcode}:\n{output}",
+            tip="read the message above; rerun with the same arguments to reproduce",
+        ) from err
+
+
+def logged(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    what: str,
+) -> None:
+    """Run a build step with its output appended to log_file.
+
+    On failure the error carries the last lines of the log and the log's path.
+    """
+    log.command(argv, str(cwd))
+    command = local[argv[0]][list(argv[1:])].with_cwd(cwd)
+    if env:
+        command = command.with_env(**env)
+    with log_file.open("ab") as sink:
+        sink.write(f"\n$ {' '.join(argv)}\n".encode())
+        sink.flush()
+        process = command.popen(stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        returncode = process.wait()
+    if returncode != 0:
+        raise BuildError(
+            f"{what}: {argv[0]} exited with {returncode}\n"
+            f"--- last lines of {log_file} ---\n{tail(log_file)}",
+            tip=f"read the full log: {log_file}",
+        )
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:])
