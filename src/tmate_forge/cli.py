@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import pipeline
-from .compile import PRODUCT
 from .arch import parse_arch
+from .compile import PRODUCT
 from .errors import ForgeError
 from .layout import layout_from_env
 

@@ -6,8 +6,9 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from plumbum import local
+from plumbum import CommandNotFound, local
 from plumbum.commands.processes import ProcessExecutionError
 
 from . import log
@@ -47,7 +48,7 @@ def capture(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) 
     """Run a command and return its standard output; raise BuildError if it fails."""
     if echo:
         log.command(argv, str(cwd) if cwd else None)
-    command = local[argv[0]][list(argv[1:])]
+    command = _program(argv[0], why=f"run {argv[0]}")[list(argv[1:])]
     try:
         if cwd is not None:
             with local.cwd(cwd):
@@ -74,7 +75,9 @@ def logged(
     On failure the error carries the last lines of the log and the log's path.
     """
     log.command(argv, str(cwd))
-    command = local[argv[0]][list(argv[1:])].with_cwd(cwd)
+    # plumbum resolves a relative program against the current folder, not against cwd.
+    program = str(cwd / argv[0]) if argv[0].startswith("./") else argv[0]
+    command = _program(program, why=what)[list(argv[1:])].with_cwd(cwd)
     if env:
         command = command.with_env(**env)
     with log_file.open("ab") as sink:
@@ -88,6 +91,16 @@ def logged(
             f"--- last lines of {log_file} ---\n{tail(log_file)}",
             tip=f"read the full log: {log_file}",
         )
+
+
+def _program(name: str, why: str) -> Any:
+    try:
+        return local[name]
+    except CommandNotFound as err:
+        raise ToolMissingError(
+            f"{name}: not found; it is needed to {why}",
+            tip=f"install it (Debian: apt-get install {_DEBIAN_PACKAGES.get(name, name)})",
+        ) from err
 
 
 def tail(path: Path, lines: int = 25) -> str:

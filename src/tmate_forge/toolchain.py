@@ -18,9 +18,10 @@ from .arch import Arch, musl_triple
 from .cmd import capture
 from .errors import ToolMissingError
 
-# Flags for every C file of every component. Frame pointers keep the crash handler's
-# stack walk possible; -ffile-prefix-map keeps build paths out of the output bytes.
-BASE_CFLAGS = ("-O2", "-g", "-fno-omit-frame-pointer")
+# Flags for every C file of every component. Frame pointers, leaf functions included
+# (aarch64 omits them there by default), keep the crash handler's stack walk possible;
+# -ffile-prefix-map keeps build paths out of the output bytes.
+BASE_CFLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer")
 
 
 @dataclass(frozen=True, kw_only=True)

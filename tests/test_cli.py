@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tmate_forge.arch import parse_arch
+from tmate_forge.cli import main
+from tmate_forge.cmd import logged, require_tool
+from tmate_forge.errors import BuildError, ToolMissingError, UsageError
+
+from .conftest import ROOT
+
+
+def test_unknown_arch_suggests_the_nearest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(ROOT), "compile", "--arch", "arm64"]) == UsageError.exit_code
+    err = capsys.readouterr().err
+    assert "ERROR: --arch: expected one of x86_64, aarch64, got 'arm64'" in err
+    assert "TIP: pass --arch x86_64 or --arch aarch64" in err
+
+
+def test_arch_defaults_to_host() -> None:
+    assert parse_arch(None) in ("x86_64", "aarch64")
+    assert parse_arch("aarch64") == "aarch64"
+
+
+def test_unknown_component_lists_known(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(ROOT), "compile", "--component", "zlib"]) == UsageError.exit_code
+    assert "no recipe named 'zlib'; known: libevent, libssh," in capsys.readouterr().err
+
+
+def test_failing_step_shows_log_tail_and_path(tmp_path: Path) -> None:
+    log_file = tmp_path / "demo.log"
+    script = "for i in $(seq 1 60); do echo line $i; done; echo 'cc: error: boom' >&2; exit 3"
+    with pytest.raises(BuildError) as caught:
+        logged(["sh", "-c", script], cwd=tmp_path, log_file=log_file, what="build demo")
+    message = str(caught.value)
+    assert "build demo: sh exited with 3" in message
+    assert f"--- last lines of {log_file} ---" in message
+    assert "cc: error: boom" in message
+    assert "line 60" in message
+    assert "line 10\n" not in message  # only the tail, the whole log stays in the file
+    assert f"TIP: read the full log: {log_file}" in message
+    assert "line 10\n" in log_file.read_text()
+
+
+def test_missing_tool_says_how_to_install() -> None:
+    with pytest.raises(ToolMissingError, match=r"no-such-tool-xyz: not found on PATH; it is "
+                       r"needed to test\nTIP: install it \(Debian: apt-get install"):  # fmt: skip
+        require_tool("no-such-tool-xyz", "test")
