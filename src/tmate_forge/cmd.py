@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,14 +86,33 @@ def logged(
     with log_file.open("ab") as sink:
         sink.write(f"\n$ {' '.join(argv)}\n".encode())
         sink.flush()
-        process = command.popen(stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        returncode = process.wait()
+        # Its own process group, so that on an interrupt the whole step (make and the
+        # compilers it started) stops, and no orphan keeps writing into the work tree.
+        process = command.popen(stdout=sink, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            returncode = process.wait()
+        except BaseException:
+            _stop_group(process)
+            raise
     if returncode != 0:
         raise BuildError(
             f"{what}: {argv[0]} exited with {returncode}\n"
             f"--- last lines of {log_file} ---\n{tail(log_file)}",
             tip=f"read the full log: {log_file}",
         )
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a step's whole process group, then kill what is left after 10 s."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _program(name: str, why: str) -> Any:

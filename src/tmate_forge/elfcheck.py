@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.sections import Symbol, SymbolTableSection
 
 from .arch import Arch
 from .errors import VerifyError
@@ -23,6 +23,22 @@ class ElfReport:
     has_symbols: bool  # .symtab present (the debug file has it; the stripped binary not)
 
 
+def _unresolved(symbol: Symbol) -> bool:
+    """An undefined symbol that something at run time would have to provide.
+
+    Weak references resolve to 0 by design. So does musl's start code's hidden weak
+    reference to _DYNAMIC, which tells a static-pie start from a plain static one: `nm -u`
+    lists it in every static musl program (local in the link output, global in the debug
+    file objcopy makes), yet a hidden or local symbol can never come from elsewhere.
+    """
+    return bool(
+        symbol.name
+        and symbol["st_shndx"] == "SHN_UNDEF"
+        and symbol["st_info"]["bind"] not in ("STB_WEAK", "STB_LOCAL")
+        and symbol["st_other"]["visibility"] not in ("STV_HIDDEN", "STV_INTERNAL")
+    )
+
+
 def inspect(path: Path) -> ElfReport:
     with path.open("rb") as stream:
         elf = ELFFile(stream)
@@ -30,10 +46,7 @@ def inspect(path: Path) -> ElfReport:
         symtab = elf.get_section_by_name(".symtab")
         undefined: list[str] = []
         if isinstance(symtab, SymbolTableSection):
-            for symbol in symtab.iter_symbols():
-                if (symbol["st_shndx"] == "SHN_UNDEF" and symbol.name
-                        and symbol["st_info"]["bind"] != "STB_WEAK"):  # fmt: skip
-                    undefined.append(symbol.name)
+            undefined = [symbol.name for symbol in symtab.iter_symbols() if _unresolved(symbol)]
         return ElfReport(
             machine=elf["e_machine"],
             interpreter="PT_INTERP" in segments,
