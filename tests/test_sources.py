@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from tmate_forge.errors import SourceError
 from tmate_forge.recipe import load_recipe
 from tmate_forge.sources import SourcesConfig, archive_cache_path, fetch_one
 
-from .conftest import RecipeWriter, archive_recipe, make_archive
+from .conftest import ROOT, RecipeWriter, archive_recipe, make_archive
 
 UNREACHABLE = "http://127.0.0.1:9/nowhere/demo-1.0.tar.gz"  # port 9 (discard): refused at once
 
@@ -165,3 +166,22 @@ def test_git_commit_missing_from_mirror_lists_places(
         fetch_one(recipe, _config(tmp_path, folder))
     assert f"mirror {folder / 'demo.git'}" in str(caught.value)
     assert "upstream http://127.0.0.1:9/demo.git" in str(caught.value)
+
+
+def _debian_serves(package: str) -> bool:
+    if shutil.which("apt-get") is None:
+        return False
+    probe = subprocess.run(
+        ["apt-get", "source", "--print-uris", "--only-source", package],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return probe.returncode == 0 and ".orig." in probe.stdout
+
+
+def test_debian_source_archive_serves_a_pinned_release(tmp_path: Path) -> None:
+    if not _debian_serves("libevent"):
+        pytest.skip("needs apt-get with a deb-src entry for trixie: run scripts/setup-host")
+    recipe = load_recipe(ROOT / "recipes" / "libevent.toml")
+    fetched = fetch_one(recipe, _config(tmp_path))
+    assert fetched.origin.startswith("Debian source package libevent")
+    assert fetched.path.name == "libevent-2.1.13-stable.tar.gz"
