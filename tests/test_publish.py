@@ -18,7 +18,7 @@ from .conftest import require_tools
 def _config(tmp_path: Path) -> CompileConfig:
     toolchain = Toolchain(arch="x86_64", zig=Path("zig"), version="test", bin=tmp_path,
                           cache=tmp_path)  # fmt: skip
-    return CompileConfig(arch="x86_64", trees=(), toolchain=toolchain,
+    return CompileConfig(arch="x86_64", trees=(), toolchain=toolchain, root=tmp_path,
                          build=tmp_path / "build", dist=tmp_path / "dist", jobs=1)  # fmt: skip
 
 

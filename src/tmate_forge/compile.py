@@ -35,9 +35,14 @@ class CompileConfig:
     arch: Arch
     trees: tuple[PatchedTree, ...]  # in build order, the product last
     toolchain: Toolchain
+    root: Path  # the checkout
     build: Path  # build/ARCH
     dist: Path  # dist/ARCH
     jobs: int
+
+    @property
+    def cflags(self) -> tuple[str, ...]:
+        return tuple(self.toolchain.cflags(root=self.root, build=self.build))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +72,7 @@ def _component_digest(tree: PatchedTree, config: CompileConfig, done: Mapping[st
     recipe = tree.recipe
     return inputs_digest([
         recipe.name, file_sha256(recipe.path), tree.digest, config.toolchain.version,
-        list(config.toolchain.cflags(config.build)), [done[dep] for dep in recipe.depends],
+        list(config.cflags), [done[dep] for dep in recipe.depends],
     ])  # fmt: skip
 
 
@@ -88,7 +93,7 @@ def _build_if_changed(tree: PatchedTree, config: CompileConfig, digest: str) -> 
         log_file.write_text("")
         build_component(BuildContext(
             recipe=tree.recipe, source=work / "src", work=work, prefix=config.build / "prefix",
-            toolchain=config.toolchain, cflags=tuple(config.toolchain.cflags(config.build)),
+            toolchain=config.toolchain, cflags=config.cflags,
             jobs=config.jobs, log_file=log_file,
         ))  # fmt: skip
         stamp.record(marker, digest)
@@ -132,11 +137,7 @@ def _write_manifest(config: CompileConfig, binary: Path, debug: Path) -> Path:
         "arch": config.arch,
         "target": config.toolchain.triple,
         "toolchain": {"zig": config.toolchain.version},
-        "cflags": [
-            flag
-            for flag in config.toolchain.cflags(config.build)
-            if not flag.startswith("-ffile-prefix-map")
-        ],
+        "cflags": [flag for flag in config.cflags if not flag.startswith("-ffile-prefix-map")],
         "components": [
             {
                 "name": tree.recipe.name,

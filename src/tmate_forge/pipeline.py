@@ -54,6 +54,7 @@ def run_compile(layout: Layout, arch: Arch, target: str = PRODUCT) -> CompileRes
         arch=arch,
         trees=tuple(trees),
         toolchain=toolchain,
+        root=layout.root,
         build=layout.build(arch),
         dist=layout.dist(arch),
         jobs=os.cpu_count() or 1,

@@ -19,8 +19,7 @@ from .cmd import capture
 from .errors import ToolMissingError
 
 # Flags for every C file of every component. Frame pointers, leaf functions included
-# (aarch64 omits them there by default), keep the crash handler's stack walk possible;
-# -ffile-prefix-map keeps build paths out of the output bytes.
+# (aarch64 omits them there by default), keep the crash handler's stack walk possible.
 BASE_CFLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer")
 
 
@@ -36,8 +35,17 @@ class Toolchain:
     def triple(self) -> str:
         return musl_triple(self.arch)
 
-    def cflags(self, build_root: Path) -> list[str]:
-        return [*BASE_CFLAGS, f"-ffile-prefix-map={build_root}=/build"]
+    def cflags(self, *, root: Path, build: Path) -> list[str]:
+        """The C flags of every component; the prefix maps keep this machine's paths out
+        of the output. clang applies the last map that matches, so the wider one (the
+        checkout) comes before the narrower ones inside it (the build tree, zig's headers).
+        """
+        return [
+            *BASE_CFLAGS,
+            f"-ffile-prefix-map={root}=/src",
+            f"-ffile-prefix-map={build}=/build",
+            f"-ffile-prefix-map={self.zig.parent}=/zig",
+        ]
 
     def env(self) -> dict[str, str]:
         """The environment every build step of this toolchain runs with."""
