@@ -25,8 +25,10 @@ def test_arch_defaults_to_host() -> None:
 
 
 def test_unknown_component_lists_known(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--root", str(ROOT), "compile", "--component", "zlib"]) == UsageError.exit_code
-    assert "no recipe named 'zlib'; known: libevent, libssh," in capsys.readouterr().err
+    argv = ["--root", str(ROOT), "compile", "--component", "libevnt"]
+    assert main(argv) == UsageError.exit_code
+    err = capsys.readouterr().err
+    assert "no recipe named 'libevnt'; did you mean 'libevent'? (known: libevent, libssh," in err
 
 
 def test_failing_step_shows_log_tail_and_path(tmp_path: Path) -> None:
@@ -48,3 +50,25 @@ def test_missing_tool_says_how_to_install() -> None:
     with pytest.raises(ToolMissingError, match=r"no-such-tool-xyz: not found on PATH; it is "
                        r"needed to test\nTIP: install it \(Debian: apt-get install"):  # fmt: skip
         require_tool("no-such-tool-xyz", "test")
+
+
+def test_debug_and_root_work_after_the_stage_too(capsys: pytest.CaptureFixture[str]) -> None:
+    # nox passes its arguments after the stage: `nox -s compile -- --debug --arch arm64`.
+    assert main(["compile", "--root", str(ROOT), "--debug", "--arch", "arm64"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert "ERROR: --arch: expected one of x86_64, aarch64, got 'arm64'" in err
+
+
+def test_unusable_cache_folder_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    not_a_folder = tmp_path / "cache-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("TMATE_FORGE_CACHE", str(not_a_folder))
+    monkeypatch.setenv("TMATE_FORGE_MIRROR", str(tmp_path))
+    assert main(["--root", str(ROOT), "sources"]) == 9
+    err = capsys.readouterr().err
+    assert f"ERROR: {not_a_folder}" in err
+    assert "Not a directory" in err
+    assert "Traceback" not in err

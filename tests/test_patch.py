@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from tmate_forge.errors import PatchError
-from tmate_forge.patch import PatchConfig, patch_one
-from tmate_forge.recipe import load_recipe
+from tmate_forge.patch import PatchConfig, check_patch_folders, patch_one
+from tmate_forge.recipe import load_recipe, load_recipes
 from tmate_forge.sources import FetchedSource
 
-from .conftest import RecipeWriter, archive_recipe, make_archive
+from .conftest import ROOT, RecipeWriter, archive_recipe, make_archive
 
 GOOD = """\
 Say hello to musl.
@@ -45,7 +45,9 @@ def project(tmp_path: Path, recipe_dir: tuple[Path, RecipeWriter]) -> tuple[Fetc
         tmp_path, "demo-1.0.tar.gz", {"main.c": "int main(void)\n{\n\treturn 1;\n}\n"}
     )
     _, write = recipe_dir
-    recipe = load_recipe(write("demo", archive_recipe("demo", digest, "https://example.invalid/")))
+    recipe = load_recipe(
+        write("demo", archive_recipe("demo", digest, "https://example.invalid/demo-1.0.tar.gz"))
+    )
     patches = tmp_path / "patches"
     (patches / "demo").mkdir(parents=True)
     return FetchedSource(recipe=recipe, path=archive, origin="test"), patches
@@ -119,3 +121,38 @@ def test_forbidden_pattern_left_in_tree_fails(
     assert (
         "return 0;" in (patch_one(strict, _config(tmp_path, patches)).path / "main.c").read_text()
     )
+
+
+@pytest.mark.parametrize(
+    ("entry", "text", "message"),
+    [
+        pytest.param("mbedtsl/0001-x.patch", GOOD, r"mbedtsl: no recipe named 'mbedtsl'; did you "
+                     r"mean 'mbedtls'\?", id="misspelled-folder"),
+        pytest.param("mbedtls/0001-x.diff", GOOD, r"0001-x\.diff: not a \.patch file",
+                     id="not-a-patch-file"),
+        pytest.param("mbedtls/0001-x.patch", "", r"0001-x\.patch: holds no diff", id="empty"),
+        pytest.param("mbedtls/0001-x.patch", "Only prose.\n", r"holds no diff", id="no-diff"),
+    ],
+)  # fmt: skip
+def test_patches_that_would_be_skipped_are_refused(
+    tmp_path: Path, entry: str, text: str, message: str
+) -> None:
+    patches = tmp_path / "patches"
+    (patches / entry).parent.mkdir(parents=True)
+    (patches / entry).write_text(text)
+    with pytest.raises(PatchError, match=message):
+        check_patch_folders(patches, {"mbedtls", "libssh"})
+
+
+def test_project_patch_folders_pass() -> None:
+    check_patch_folders(ROOT / "patches", load_recipes(ROOT / "recipes").keys())
+
+
+def test_stale_scratch_folder_of_a_killed_run_is_removed(
+    tmp_path: Path, project: tuple[FetchedSource, Path]
+) -> None:
+    fetched, patches = project
+    leftover = tmp_path / "build" / "src" / ".demo-killed"
+    leftover.mkdir(parents=True)
+    patch_one(fetched, _config(tmp_path, patches))
+    assert not leftover.exists()

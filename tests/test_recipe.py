@@ -35,8 +35,8 @@ def test_project_recipes_pin_every_source() -> None:
         pytest.param("wrong-type", r"depends: expected a list of strings, got str 'nothing'",
                      id="wrong-type"),
         pytest.param("missing-field", r"license: missing required field", id="missing-field"),
-        pytest.param("bad-digest", r"source\.sha256: expected \[0-9a-f\]\{64\}, got '38EF96B8'",
-                     id="bad-digest"),
+        pytest.param("bad-digest", r"source\.sha256: expected 64 lower-case hex digits, got "
+                     r"'38EF96B8'", id="bad-digest"),
         pytest.param("unknown-dependency", r"depends\[0\]: no recipe named 'libsssh'; did you "
                      r"mean 'libssh'\?", id="unknown-dependency"),
     ],
@@ -76,3 +76,52 @@ def test_file_name_defaults_to_url_basename(recipe_dir: tuple[Path, RecipeWriter
     source = load_recipe(path).source
     assert isinstance(source, ArchiveSource)
     assert source.file == "z-1.tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        pytest.param("--with-x={prefx}", r"unknown placeholder \{prefx\}", id="typo"),
+        pytest.param("--with-x={prefix.upper}", r"unknown placeholder \{prefix\.upper\}",
+                     id="attribute"),
+        pytest.param("--with-x={prefix[0]}", r"unknown placeholder", id="index"),
+        pytest.param("--with-x={prefix!r}", r"unknown placeholder \{prefix\}", id="conversion"),
+        pytest.param("--with-x={", r"bad braces in '--with-x=\{'", id="brace"),
+    ],
+)  # fmt: skip
+def test_placeholders_are_checked_when_loading(
+    recipe_dir: tuple[Path, RecipeWriter], option: str, message: str
+) -> None:
+    _, write = recipe_dir
+    text = archive_recipe("zlib", "0" * 64, "https://example.invalid/z.tar.gz")
+    text = text.replace(
+        'system = "autotools"', f'system = "autotools"\noptions = ["-x", "{option}"]'
+    )
+    with pytest.raises(RecipeError, match=r"zlib\.toml: build\.options\[1\]: " + message):
+        load_recipe(write("zlib", text))
+
+
+@pytest.mark.parametrize("name", ["../../escape.tar.gz", "", "..", "a/b.tar.gz"])
+def test_archive_file_must_be_a_plain_name(
+    recipe_dir: tuple[Path, RecipeWriter], name: str
+) -> None:
+    _, write = recipe_dir
+    text = archive_recipe("zlib", "0" * 64, "https://example.invalid/z.tar.gz", file=f'"{name}"')
+    with pytest.raises(RecipeError, match=r"source\.file: expected a plain file name, no folders"):
+        load_recipe(write("zlib", text))
+
+
+def test_non_utf8_recipe_is_reported(recipe_dir: tuple[Path, RecipeWriter]) -> None:
+    folder, _ = recipe_dir
+    (folder / "zlib.toml").write_bytes(b'name = "zlib\xff"\n')
+    with pytest.raises(RecipeError, match=r"zlib\.toml: not UTF-8 text"):
+        load_recipe(folder / "zlib.toml")
+
+
+def test_dependency_cycle_shows_its_path(recipe_dir: tuple[Path, RecipeWriter]) -> None:
+    folder, write = recipe_dir
+    for name, dep in (("a", "b"), ("b", "c"), ("c", "a")):
+        text = archive_recipe(name, "0" * 64, "https://example.invalid/x.tar.gz")
+        write(name, text.replace("depends = []", f'depends = ["{dep}"]'))
+    with pytest.raises(RecipeError, match=r"dependency cycle a -> b -> c -> a"):
+        build_order(load_recipes(folder), "a")

@@ -150,10 +150,47 @@ def test_git_commit_with_other_tree_is_refused(
     folder, commit, _ = git_mirror
     _, write = recipe_dir
     recipe = load_recipe(write("demo", _git_recipe(commit, "f" * 40)))
-    with pytest.raises(
-        SourceError, match=f"its tree is [0-9a-f]{{40}}, but the recipe pins tree {'f' * 40}"
-    ):
+    pattern = rf"demo\.toml: source\.tree: expected {'f' * 40}, but commit {commit} has tree"
+    with pytest.raises(SourceError, match=pattern):
         fetch_one(recipe, _config(tmp_path, folder))
+
+
+def test_tree_id_given_as_commit_is_refused(
+    tmp_path: Path, recipe_dir: tuple[Path, RecipeWriter], git_mirror: tuple[Path, str, str]
+) -> None:
+    folder, _, tree = git_mirror
+    _, write = recipe_dir
+    recipe = load_recipe(write("demo", _git_recipe(tree, tree)))
+    with pytest.raises(SourceError, match=rf"source\.commit: {tree} is a tree, not a commit"):
+        fetch_one(recipe, _config(tmp_path, folder))
+
+
+@pytest.mark.parametrize("damage", ["empty-repository", "corrupt-object"])
+def test_damaged_git_cache_is_fetched_again(
+    tmp_path: Path,
+    recipe_dir: tuple[Path, RecipeWriter],
+    git_mirror: tuple[Path, str, str],
+    damage: str,
+) -> None:
+    folder, commit, tree = git_mirror
+    _, write = recipe_dir
+    recipe = load_recipe(write("demo", _git_recipe(commit, tree)))
+    cached = tmp_path / "cache" / "git" / "demo.git"
+    if damage == "empty-repository":
+        cached.mkdir(parents=True)
+    else:
+        fetch_one(recipe, _config(tmp_path, folder))
+        blob = _git("rev-parse", f"{commit}:main.c", cwd=cached)
+        loose = cached / "objects" / blob[:2] / blob[2:]
+        packs = list((cached / "objects" / "pack").glob("*.pack"))
+        victim = loose if loose.exists() else packs[0]
+        victim.chmod(0o644)
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    fetched = fetch_one(recipe, _config(tmp_path, folder))
+    assert fetched.origin == f"mirror {folder / 'demo.git'}"
+    assert _git("cat-file", "-t", commit, cwd=cached) == "commit"
 
 
 def test_git_commit_missing_from_mirror_lists_places(

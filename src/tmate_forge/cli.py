@@ -11,25 +11,31 @@ from pathlib import Path
 from . import pipeline
 from .arch import parse_arch
 from .compile import PRODUCT
-from .errors import ForgeError
+from .errors import FILE_SYSTEM_EXIT_CODE, ForgeError
 from .layout import layout_from_env
 
 
 def _parser() -> argparse.ArgumentParser:
+    # --root and --debug are accepted before and after the stage, since nox passes what
+    # follows `--` after the stage name; SUPPRESS keeps a subparser from resetting them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", type=Path, default=argparse.SUPPRESS,
+                        help="the project checkout (default: the current folder)")  # fmt: skip
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")  # fmt: skip
     parser = argparse.ArgumentParser(
         prog="tmate-forge",
         description="Build a static musl tmate-ssh-server from pinned, verified sources.",
+        parents=[common],
     )
-    parser.add_argument("--root", type=Path, default=Path.cwd(),
-                        help="the project checkout (default: the current folder)")  # fmt: skip
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.set_defaults(root=Path.cwd(), debug=False)
     stages = parser.add_subparsers(dest="stage", required=True)
-    stages.add_parser("sources", help="fetch and verify every pinned source")
+    stages.add_parser("sources", help="fetch and verify every pinned source", parents=[common])
     for name, text in (
         ("patch", "unpack the sources for one architecture and apply our patches"),
         ("compile", "build the static binary, its debug file and manifest into dist/ARCH"),
     ):
-        stage = stages.add_parser(name, help=text)
+        stage = stages.add_parser(name, help=text, parents=[common])
         stage.add_argument("--arch", help="x86_64 or aarch64 (default: the host's)")
         stage.add_argument("--component", default=PRODUCT,
                            help="stop at this component (default: %(default)s)")  # fmt: skip
@@ -51,6 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"ERROR: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # A folder that cannot be made or written: the cache, build/ or dist/.
+        if args.debug:
+            traceback.print_exc()
+        where = err.filename if err.filename is not None else "a file"
+        print(f"ERROR: {where}: {err.strerror or err}", file=sys.stderr)
+        print("TIP: check that the folder exists, is a folder and is writable "
+              "(TMATE_FORGE_CACHE, build/, dist/)", file=sys.stderr)  # fmt: skip
+        return FILE_SYSTEM_EXIT_CODE
     except KeyboardInterrupt:
         print("ERROR: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from plumbum import CommandNotFound, local
-from plumbum.commands.processes import ProcessExecutionError
 
 from . import log
 from .errors import BuildError, ToolMissingError
@@ -52,17 +51,22 @@ def capture(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) 
     if echo:
         log.command(argv, str(cwd) if cwd else None)
     command = _program(argv[0], why=f"run {argv[0]}")[list(argv[1:])]
+    if cwd is not None:
+        command = command.with_cwd(cwd)
+    process = command.popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
-        if cwd is not None:
-            with local.cwd(cwd):
-                return str(command())
-        return str(command())
-    except ProcessExecutionError as err:
-        output = f"{err.stdout}\n{err.stderr}".strip()[-3000:]
+        stdout, stderr = process.communicate()
+    except BaseException:
+        _stop_group(process)
+        raise
+    if process.returncode != 0:
+        output = f"{stdout.decode(errors='replace')}\n{stderr.decode(errors='replace')}"
         raise BuildError(
-            f"{argv[0]}: exited with {err.retcode}:\n{output}",
+            f"{argv[0]}: exited with {process.returncode}:\n{output.strip()[-3000:]}",
             tip="read the message above; rerun with the same arguments to reproduce",
-        ) from err
+        )
+    return str(stdout.decode(errors="replace"))
 
 
 def logged(

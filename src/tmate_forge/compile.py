@@ -109,6 +109,8 @@ def _publish_binary(config: CompileConfig) -> tuple[Path, Path]:
             tip=f"read {config.build / 'logs' / (PRODUCT + '.log')}",
         )
     config.dist.mkdir(parents=True, exist_ok=True)
+    for stale in config.dist.glob(".partial-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     binary, debug = config.dist / PRODUCT, config.dist / f"{PRODUCT}.debug"
     with tempfile.TemporaryDirectory(dir=config.dist, prefix=".partial-") as scratch:
         staged_binary = Path(scratch) / binary.name

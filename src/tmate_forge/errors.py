@@ -61,3 +61,8 @@ class VerifyError(ForgeError):
     """A built artifact failed one of its checks (static, no undefined symbols, ...)."""
 
     exit_code = 8
+
+
+# Not a ForgeError: an OSError from the file system (an unwritable cache, a file where a
+# folder should be), which cli.main reports with its path.
+FILE_SYSTEM_EXIT_CODE = 9

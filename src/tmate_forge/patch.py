@@ -7,10 +7,12 @@ passed its checks, so a failure leaves the previous tree exactly as it was.
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -47,6 +49,35 @@ def patch_sources(config: PatchConfig) -> list[PatchedTree]:
     return trees
 
 
+def check_patch_folders(patches: Path, recipes: Collection[str]) -> None:
+    """Refuse what would be skipped in silence: a folder named for no recipe, a file that
+    is not a .patch, or a .patch without a diff in it."""
+    if not patches.is_dir():
+        return
+    for folder in sorted(p for p in patches.iterdir() if p.is_dir()):
+        if folder.name not in recipes:
+            close = difflib.get_close_matches(folder.name, sorted(recipes), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PatchError(
+                f"{folder}: no recipe named {folder.name!r}{hint}",
+                tip="name each folder of patches/ after the recipe whose source it patches",
+            )
+        for entry in sorted(folder.iterdir()):
+            if entry.suffix != ".patch":
+                raise PatchError(
+                    f"{entry}: not a .patch file, so it would never be applied",
+                    tip="rename it to NNNN-what-it-does.patch, or move it out of patches/",
+                )
+            if not _DIFF.search(entry.read_text(encoding="utf-8", errors="replace")):
+                raise PatchError(
+                    f"{entry}: holds no diff (no '--- a/FILE' and '+++ b/FILE' lines)",
+                    tip="write the patch with `git diff` or `diff -u`; see patches/README.md",
+                )
+
+
+_DIFF = re.compile(r"^--- \S.*\n\+\+\+ \S", re.MULTILINE)
+
+
 def patch_one(fetched: FetchedSource, config: PatchConfig) -> PatchedTree:
     recipe = fetched.recipe
     patches = tuple(sorted((config.patches / recipe.name).glob("*.patch")))
@@ -63,6 +94,8 @@ def patch_one(fetched: FetchedSource, config: PatchConfig) -> PatchedTree:
     with log.step(f"patch {recipe.name} ({len(patches)} patches) [{config.arch}]"):
         stamp.forget(marker)
         tree.parent.mkdir(parents=True, exist_ok=True)
+        for stale in tree.parent.glob(f".{recipe.name}-*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=tree.parent, prefix=f".{recipe.name}-") as scratch:
             fresh = _unpack(fetched, Path(scratch))
             for patch in patches:
@@ -93,8 +126,9 @@ def _unpack(fetched: FetchedSource, scratch: Path) -> Path:
             tar.extractall(unpacked, filter="data")
     except (tarfile.TarError, EOFError, OSError) as err:
         raise SourceError(
-            f"{archive}: cannot unpack: {err}",
-            tip="delete the file from the cache and run `nox -s sources` again",
+            f"{fetched.recipe.path}: source: {archive.name} matches its pinned digest "
+            f"but cannot be unpacked: {err}",
+            tip="the recipe pins a broken archive: pin the digest of the complete release",
         ) from err
     entries = list(unpacked.iterdir())
     top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked

@@ -3,6 +3,7 @@ when their stamps are current, so any stage can be asked for on a fresh checkout
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
 from .errors import UsageError
 from .layout import Layout
-from .patch import PatchConfig, PatchedTree, patch_sources
+from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
 from .recipe import build_order, load_recipes
 from .sources import FetchedSource, SourcesConfig, fetch_sources
 from .toolchain import prepare_toolchain
@@ -22,8 +23,10 @@ def run_sources(layout: Layout, target: str = PRODUCT) -> list[FetchedSource]:
     """Fetch the sources of target and of everything it depends on."""
     recipes = load_recipes(layout.recipes)
     if target not in recipes:
+        close = difflib.get_close_matches(target, sorted(recipes), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(
-            f"--component: no recipe named {target!r}; known: {', '.join(sorted(recipes))}",
+            f"--component: no recipe named {target!r}{hint} (known: {', '.join(sorted(recipes))})",
             tip="name a file of recipes/ without its .toml",
         )
     order = build_order(recipes, target)
@@ -33,6 +36,7 @@ def run_sources(layout: Layout, target: str = PRODUCT) -> list[FetchedSource]:
 
 
 def run_patch(layout: Layout, arch: Arch, target: str = PRODUCT) -> list[PatchedTree]:
+    check_patch_folders(layout.patches, load_recipes(layout.recipes).keys())
     fetched = run_sources(layout, target)
     config = PatchConfig(
         arch=arch, sources=tuple(fetched), patches=layout.patches, build=layout.build(arch)

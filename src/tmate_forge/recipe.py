@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Formatter
 from typing import Literal, TypeVar, assert_never, get_args
 
 from .errors import RecipeError
@@ -19,8 +20,11 @@ from .errors import RecipeError
 BuildSystem = Literal["autotools", "cmake"]
 BUILD_SYSTEMS: tuple[BuildSystem, ...] = get_args(BuildSystem)
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_SHA1 = re.compile(r"[0-9a-f]{40}")
+# A field's allowed form: the pattern, and how a message describes it.
+_Shape = tuple[re.Pattern[str], str]
+_SHA256: _Shape = (re.compile(r"[0-9a-f]{64}"), "64 lower-case hex digits")
+_SHA1: _Shape = (re.compile(r"[0-9a-f]{40}"), "40 lower-case hex digits")
+_FILE_NAME: _Shape = (re.compile(r"(?!\.\.?$)[A-Za-z0-9._+-]+"), "a plain file name, no folders")
 _TIP = "fix the recipe; see the recipe format in README.md"
 
 
@@ -92,7 +96,7 @@ class _Table:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise self.error(key, f"unknown key{hint} Valid keys: {', '.join(sorted(known))}")
+                raise self.error(key, f"unknown key{hint} (valid: {', '.join(sorted(known))})")
 
     def error(self, key: str, problem: str) -> RecipeError:
         return RecipeError(f"{self.path}: {self.where}{key}: {problem}", tip=_TIP)
@@ -107,12 +111,10 @@ class _Table:
             raise self.error(key, f"expected {kind_name}, got {type(value).__name__} {value!r}")
         return value
 
-    def text(
-        self, key: str, default: str | None = None, pattern: re.Pattern[str] | None = None
-    ) -> str:
+    def text(self, key: str, default: str | None = None, shape: _Shape | None = None) -> str:
         value = self._get(key, str, "a string", default)
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.error(key, f"expected {pattern.pattern}, got {value!r}")
+        if shape is not None and not shape[0].fullmatch(value):
+            raise self.error(key, f"expected {shape[1]}, got {value!r}")
         return value
 
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -143,8 +145,8 @@ def _source(top: _Table) -> Source:
         table = _Table(top.path, "source.", raw, {"git", "commit", "tree"})
         return GitSource(
             url=table.text("git"),
-            commit=table.text("commit", pattern=_SHA1),
-            tree=table.text("tree", pattern=_SHA1),
+            commit=table.text("commit", shape=_SHA1),
+            tree=table.text("tree", shape=_SHA1),
         )
     table = _Table(top.path, "source.", raw, {"url", "sha256", "file", "debian", "git"})
     url = table.text("url")
@@ -154,10 +156,34 @@ def _source(top: _Table) -> Source:
         debian = DebianOrig(package=debian_table.text("package"), orig=debian_table.text("orig"))
     return ArchiveSource(
         url=url,
-        sha256=table.text("sha256", pattern=_SHA256),
-        file=table.text("file", url.rsplit("/", 1)[-1]),
+        sha256=table.text("sha256", shape=_SHA256),
+        file=table.text("file", url.rsplit("/", 1)[-1], shape=_FILE_NAME),
         debian=debian,
     )
+
+
+PLACEHOLDERS = ("prefix", "triple", "arch", "jobs")
+
+
+def _check_placeholders(table: _Table, key: str, text: str) -> None:
+    """Allow only the plain placeholders {prefix}, {triple}, {arch} and {jobs}."""
+    try:
+        fields = [
+            (name, spec, conv)
+            for _, name, spec, conv in Formatter().parse(text)
+            if name is not None
+        ]
+    except ValueError as err:
+        raise table.error(
+            key, f"bad braces in {text!r}: {err} (write {{{{ for a literal brace)"
+        ) from err
+    for name, spec, conversion in fields:
+        if name not in PLACEHOLDERS or spec or conversion:
+            raise table.error(
+                key,
+                f"unknown placeholder {{{name}}} in {text!r}; expected one of "
+                f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}",
+            )
 
 
 def _build(top: _Table) -> BuildSpec:
@@ -167,13 +193,19 @@ def _build(top: _Table) -> BuildSpec:
     system = table.text("system")
     if system not in BUILD_SYSTEMS:
         raise table.error("system", f"expected one of {', '.join(BUILD_SYSTEMS)}, got {system!r}")
-    return BuildSpec(
+    spec = BuildSpec(
         system=system,
         bootstrap=table.strings("bootstrap"),
         options=table.strings("options"),
         env=_string_map(table, "env"),
         install=table.strings("install", ("install",)),
     )
+    for field_name, values in (("bootstrap", spec.bootstrap), ("options", spec.options)):
+        for index, value in enumerate(values):
+            _check_placeholders(table, f"{field_name}[{index}]", value)
+    for name, value in spec.env:
+        _check_placeholders(table, f"env.{name}", value)
+    return spec
 
 
 def _forbid(top: _Table) -> tuple[str, ...]:
@@ -193,6 +225,8 @@ def load_recipe(path: Path) -> Recipe:
     """Load and validate one recipe file."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text: {err}", tip=_TIP) from err
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{path}: not valid TOML: {err}", tip=_TIP) from err
     known = {"name", "version", "license", "homepage", "depends", "source", "build", "checks"}
@@ -233,16 +267,21 @@ def load_recipes(folder: Path) -> dict[str, Recipe]:
 def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
     """The recipes `target` needs, dependencies first, then `target` itself."""
     order: list[Recipe] = []
-    visiting: set[str] = set()
+    path: list[str] = []
 
     def visit(name: str) -> None:
         if any(r.name == name for r in order):
             return
-        if name in visiting:
-            raise RecipeError(f"{recipes[name].path}: depends: cycle through {name!r}")
-        visiting.add(name)
+        if name in path:
+            cycle = " -> ".join([*path[path.index(name) :], name])
+            raise RecipeError(
+                f"{recipes[name].path}: depends: dependency cycle {cycle}",
+                tip="remove one of these names from its recipe's depends",
+            )
+        path.append(name)
         for dep in recipes[name].depends:
             visit(dep)
+        path.pop()
         order.append(recipes[name])
 
     visit(target)

@@ -125,6 +125,8 @@ def _is_url(text: str) -> bool:
 
 
 def _copy_from_folder(folder: str, name: str, scratch: Path) -> Path:
+    if not Path(folder).is_dir():
+        raise _Miss("no such folder")
     found = Path(folder) / name
     if not found.is_file():
         raise _Miss(f"no file {name} in that folder")
@@ -167,19 +169,34 @@ def _apt_source(package: str, orig: str, scratch: Path) -> Path:
 
 
 def _fetch_git(recipe: Recipe, source: GitSource, config: SourcesConfig) -> FetchedSource:
+    """Bring the pinned commit into a bare cache repository that holds nothing unverified.
+
+    Each place is fetched into a scratch repository that replaces the cache entry only
+    once it holds the pinned commit and tree, so a failed or damaged fetch never sticks.
+    """
     require_tool("git", "fetch git sources")
     target = config.cache / "git" / f"{recipe.name}.git"
-    if target.is_dir() and _has_pinned_commit(target, source):
-        return FetchedSource(recipe=recipe, path=target, origin="cache")
     tried: list[str] = []
+    if target.exists():
+        problem = _repository_problem(recipe, target, source)
+        if problem is None:
+            return FetchedSource(recipe=recipe, path=target, origin="cache")
+        tried.append(f"cache {target}: {problem}; deleted")
+        shutil.rmtree(target)
     for place, url in _git_places(recipe.name, source, config.mirrors):
+        scratch = Path(tempfile.mkdtemp(dir=_tmp_dir(config.cache), suffix=".git"))
         try:
-            _git_fetch_into(target, url, source.commit, config.cache)
-            if _has_pinned_commit(target, source):
+            _git_fetch_into(scratch, url, source.commit)
+            problem = _repository_problem(recipe, scratch, source)
+            if problem is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                scratch.replace(target)
                 return FetchedSource(recipe=recipe, path=target, origin=place)
-            tried.append(f"{place}: fetched, but commit {source.commit} is not there")
+            tried.append(f"{place}: {problem}")
         except BuildError as err:
             tried.append(f"{place}: {_last_line(err.message)}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     raise _not_found(recipe, f"{recipe.name}.git (commit {source.commit})", tried)
 
 
@@ -200,8 +217,8 @@ def _git_places(name: str, source: GitSource, mirrors: Sequence[str]) -> list[tu
     return places
 
 
-def _git_fetch_into(target: Path, url: str, commit: str, cache: Path) -> None:
-    """Fetch just the pinned commit into the bare cache repository, checking every object.
+def _git_fetch_into(repo: Path, url: str, commit: str) -> None:
+    """Fetch just the pinned commit into a new bare repository, checking every object.
 
     Asking for one commit keeps the cache small and works on a partial mirror. A local
     repository serves an unadvertised commit only when its upload-pack allows it, hence
@@ -210,36 +227,46 @@ def _git_fetch_into(target: Path, url: str, commit: str, cache: Path) -> None:
     """
     if "://" not in url and not Path(url).is_dir():
         raise BuildError(f"no repository at {url}")
-    if not target.is_dir():
-        scratch = Path(tempfile.mkdtemp(dir=_tmp_dir(cache), suffix=".git"))
-        capture(["git", "init", "--quiet", "--bare", str(scratch)])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch.replace(target)
+    capture(["git", "init", "--quiet", "--bare", str(repo)], echo=False)
     capture([
-        "git", "-C", str(target), "-c", "transfer.fsckObjects=true", "fetch", "--quiet",
+        "git", "-C", str(repo), "-c", "transfer.fsckObjects=true", "fetch", "--quiet",
         "--no-tags", "--upload-pack=git -c uploadpack.allowAnySHA1InWant=true upload-pack",
         url, commit,
     ])  # fmt: skip
 
 
-def _has_pinned_commit(repo: Path, source: GitSource) -> bool:
-    """True when the commit is present and its tree is the one the recipe pins.
+def _repository_problem(recipe: Recipe, repo: Path, source: GitSource) -> str | None:
+    """None when repo holds the pinned commit, intact; else what is wrong with it.
 
-    The commit id covers the tree and every file below it, so a present commit with the
-    pinned tree is the pinned content; the tree check catches a recipe whose two ids
-    disagree.
+    The commit id covers its tree and every file below it, and `git fsck` re-checks each
+    object against its id, so a repository that passes holds exactly the pinned content.
+    The tree check catches a recipe whose two ids disagree.
     """
+
+    def git(*args: str) -> str:
+        return capture(["git", "-C", str(repo), *args], echo=False).strip()
+
     try:
-        tree = capture(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
-                        f"{source.commit}^{{tree}}"], echo=False).strip()  # fmt: skip
+        kind = git("cat-file", "-t", source.commit)
     except BuildError:
-        return False
+        return f"commit {source.commit} is not there"
+    if kind != "commit":
+        raise SourceError(
+            f"{recipe.path}: source.commit: {source.commit} is a {kind}, not a commit",
+            tip="pin the commit id (git rev-parse TAG^{commit}), not a tag or tree id",
+        )
+    try:
+        tree = git("rev-parse", f"{source.commit}^{{tree}}")
+        git("fsck", "--no-dangling", "--no-progress")
+    except BuildError as err:
+        return f"damaged ({_last_line(err.message)})"
     if tree != source.tree:
         raise SourceError(
-            f"commit {source.commit}: its tree is {tree}, but the recipe pins tree {source.tree}",
+            f"{recipe.path}: source.tree: expected {source.tree}, but commit "
+            f"{source.commit} has tree {tree}",
             tip="check source.commit and source.tree in the recipe; one of them is wrong",
         )
-    return True
+    return None
 
 
 def _last_line(text: str) -> str:

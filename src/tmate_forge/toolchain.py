@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from . import log
@@ -63,9 +64,10 @@ def zig_binary() -> Path:
     try:
         import ziglang
     except ImportError as err:
+        pinned = next((r for r in metadata.requires("tmate-forge") or [] if "ziglang" in r), "")
         raise ToolMissingError(
             "ziglang: the Python package is not installed; it provides the cross compiler",
-            tip="pip install ziglang (nox sessions install it for you)",
+            tip=f"pip install '{pinned or 'ziglang'}' (nox sessions install it for you)",
         ) from err
     return Path(ziglang.__file__).parent / "zig"
 
