@@ -52,6 +52,18 @@ def test_missing_tool_says_how_to_install() -> None:
         require_tool("no-such-tool-xyz", "test")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["--root", "/elsewhere", "compile"], ["compile", "--root", "/elsewhere"]],
+    ids=["before-the-stage", "after-the-stage"],
+)
+def test_root_is_honoured_before_and_after_the_stage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 3
+    assert "ERROR: /elsewhere/recipes: no recipes (*.toml) found" in capsys.readouterr().err
+
+
 def test_debug_and_root_work_after_the_stage_too(capsys: pytest.CaptureFixture[str]) -> None:
     # nox passes its arguments after the stage: `nox -s compile -- --debug --arch arm64`.
     assert main(["compile", "--root", str(ROOT), "--debug", "--arch", "arm64"]) == 2

@@ -28,7 +28,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Build a static musl tmate-ssh-server from pinned, verified sources.",
         parents=[common],
     )
-    parser.set_defaults(root=Path.cwd(), debug=False)
     stages = parser.add_subparsers(dest="stage", required=True)
     stages.add_parser("sources", help="fetch and verify every pinned source", parents=[common])
     for name, text in (
@@ -44,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Filled here, not by set_defaults: the shared --root action would then carry the
+    # default into the subparser, which would overwrite a --root given before the stage.
+    args.root = getattr(args, "root", Path.cwd())
+    args.debug = getattr(args, "debug", False)
     try:
         layout = layout_from_env(args.root)
         if args.stage == "sources":

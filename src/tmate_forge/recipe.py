@@ -251,7 +251,10 @@ def load_recipes(folder: Path) -> dict[str, Recipe]:
     """Load every recipe in a folder and check that their dependencies exist."""
     recipes = {p.stem: load_recipe(p) for p in sorted(folder.glob("*.toml"))}
     if not recipes:
-        raise RecipeError(f"{folder}: no recipes (*.toml) found", tip="run from the project root")
+        raise RecipeError(
+            f"{folder}: no recipes (*.toml) found",
+            tip="run from the project checkout, or pass --root DIR",
+        )
     for recipe in recipes.values():
         for index, dep in enumerate(recipe.depends):
             if dep not in recipes:
