@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import platform
 from typing import Literal, get_args
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 
 Arch = Literal["x86_64", "aarch64"]
 ARCHES: tuple[Arch, ...] = get_args(Arch)
@@ -18,10 +17,8 @@ def parse_arch(value: str | None) -> Arch:
     for arch in ARCHES:
         if name == arch:
             return arch
-    close = difflib.get_close_matches(name, ARCHES, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UsageError(
-        f"--arch: expected one of {', '.join(ARCHES)}, got {name!r}.{hint}",
+        f"--arch: expected one of {', '.join(ARCHES)}, got {name!r}{did_you_mean(name, ARCHES)}",
         tip="pass --arch x86_64 or --arch aarch64",
     )
 

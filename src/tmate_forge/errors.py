@@ -6,6 +6,15 @@ found, and ends with the next step to take. `cli.main` catches them once.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(value, sorted(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
 
 class ForgeError(Exception):
     """Base of every error tmate-forge reports to the user instead of a traceback."""

@@ -7,7 +7,6 @@ passed its checks, so a failure leaves the previous tree exactly as it was.
 
 from __future__ import annotations
 
-import difflib
 import re
 import shutil
 import tarfile
@@ -21,7 +20,7 @@ from . import log, stamp
 from .arch import Arch
 from .cmd import capture, require_tool
 from .digest import file_sha256, inputs_digest
-from .errors import BuildError, PatchError, SourceError
+from .errors import BuildError, PatchError, SourceError, did_you_mean
 from .recipe import ArchiveSource, GitSource, Recipe, source_label
 from .sources import FetchedSource
 
@@ -56,8 +55,7 @@ def check_patch_folders(patches: Path, recipes: Collection[str]) -> None:
         return
     for folder in sorted(p for p in patches.iterdir() if p.is_dir()):
         if folder.name not in recipes:
-            close = difflib.get_close_matches(folder.name, sorted(recipes), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(folder.name, recipes)
             raise PatchError(
                 f"{folder}: no recipe named {folder.name!r}{hint}",
                 tip="name each folder of patches/ after the recipe whose source it patches",

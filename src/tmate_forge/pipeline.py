@@ -3,7 +3,6 @@ when their stamps are current, so any stage can be asked for on a fresh checkout
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from . import log
 from .arch import Arch
 from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 from .layout import Layout
 from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
 from .recipe import build_order, load_recipes
@@ -23,8 +22,7 @@ def run_sources(layout: Layout, target: str = PRODUCT) -> list[FetchedSource]:
     """Fetch the sources of target and of everything it depends on."""
     recipes = load_recipes(layout.recipes)
     if target not in recipes:
-        close = difflib.get_close_matches(target, sorted(recipes), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(target, recipes)
         raise UsageError(
             f"--component: no recipe named {target!r}{hint} (known: {', '.join(sorted(recipes))})",
             tip="name a file of recipes/ without its .toml",

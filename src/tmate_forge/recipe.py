@@ -6,7 +6,6 @@ and a missing field or a wrong type names the file and the field.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Literal, TypeVar, assert_never, get_args
 
-from .errors import RecipeError
+from .errors import RecipeError, did_you_mean
 
 BuildSystem = Literal["autotools", "cmake"]
 BUILD_SYSTEMS: tuple[BuildSystem, ...] = get_args(BuildSystem)
@@ -94,8 +93,7 @@ class _Table:
         self.path, self.where, self.data = path, where, data
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, known)
                 raise self.error(key, f"unknown key{hint} (valid: {', '.join(sorted(known))})")
 
     def error(self, key: str, problem: str) -> RecipeError:
@@ -258,8 +256,7 @@ def load_recipes(folder: Path) -> dict[str, Recipe]:
     for recipe in recipes.values():
         for index, dep in enumerate(recipe.depends):
             if dep not in recipes:
-                close = difflib.get_close_matches(dep, sorted(recipes), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(dep, recipes)
                 raise RecipeError(
                     f"{recipe.path}: depends[{index}]: no recipe named {dep!r}{hint}",
                     tip=f"add recipes/{dep}.toml or fix the name",

@@ -81,7 +81,7 @@ def _fetch_archive(recipe: Recipe, source: ArchiveSource, config: SourcesConfig)
         try:
             with tempfile.TemporaryDirectory(dir=_tmp_dir(config.cache)) as scratch:
                 candidate = getter(Path(scratch))
-                _check_digest(recipe, source, candidate, place)
+                _check_digest(source, candidate, place)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 candidate.replace(target)
             return FetchedSource(recipe=recipe, path=target, origin=place)
@@ -90,7 +90,7 @@ def _fetch_archive(recipe: Recipe, source: ArchiveSource, config: SourcesConfig)
     raise _not_found(recipe, source.file, tried)
 
 
-def _check_digest(recipe: Recipe, source: ArchiveSource, candidate: Path, place: str) -> None:
+def _check_digest(source: ArchiveSource, candidate: Path, place: str) -> None:
     actual = file_sha256(candidate)
     if actual != source.sha256:
         candidate.unlink()
