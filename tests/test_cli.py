@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ import pytest
 from tmate_forge.arch import parse_arch
 from tmate_forge.cli import main
 from tmate_forge.cmd import logged, require_tool
-from tmate_forge.errors import BuildError, ToolMissingError, UsageError
+from tmate_forge.errors import BuildError, BusyError, ToolMissingError, UsageError
+from tmate_forge.lock import exclusive
 
 from .conftest import ROOT
 
@@ -84,3 +86,15 @@ def test_unusable_cache_folder_is_a_clear_error(
     assert f"ERROR: {not_a_folder}" in err
     assert "Not a directory" in err
     assert "Traceback" not in err
+
+
+def test_second_run_in_the_same_build_folder_is_refused(tmp_path: Path) -> None:
+    busy = rf"another tmate-forge run \(pid {os.getpid()}\)"
+    with (
+        exclusive(tmp_path / "build"),
+        pytest.raises(BusyError, match=busy),
+        exclusive(tmp_path / "build"),
+    ):
+        pass
+    with exclusive(tmp_path / "build"):  # released when the first run ended
+        pass

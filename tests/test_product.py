@@ -132,3 +132,20 @@ def test_crash_logs_a_symbolized_stack_trace(built: CompileResult, server: Serve
     assert "main" in functions, resolved
     ours = [f for f in files if "tmate-ssh-server" in f or "libevent" in f]
     assert ours, resolved
+
+
+def test_launcher_is_static_and_prints_matching_fingerprints(
+    built: CompileResult, tmp_path: Path
+) -> None:
+    check_static(built.launcher, _arch(built), symbols_from=built.launcher_debug)
+    keys = tmp_path / "keys"
+    env = {"PATH": "/usr/bin:/bin", "SSH_KEYS_PATH": str(keys), "SSH_HOSTNAME": "h.example"}
+    run = subprocess.run([*EMULATOR[_arch(built)], str(built.launcher), "--print-config"],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    for kind in ("rsa", "ed25519"):
+        line = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", str(keys / f"ssh_host_{kind}_key.pub")],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"set -g tmate-server-{kind}-fingerprint {line.split()[1]}" in run.stdout

@@ -34,7 +34,7 @@ def test_dynamic_binary_is_refused_and_dist_stays_empty(tmp_path: Path) -> None:
     config = _config(tmp_path)
     _linked(config, Path(shutil.which("true") or "/bin/true"))
     with pytest.raises(VerifyError, match=r"not a self-contained static executable: .*PT_INTERP"):
-        compile_stage._publish_binary(config)
+        compile_stage._publish_binary(config, config.build / "prefix" / "bin" / PRODUCT)
     assert list(config.dist.iterdir()) == []
 
 
@@ -50,12 +50,12 @@ def test_interrupt_while_publishing_leaves_nothing_half_written(
 
     monkeypatch.setattr(compile_stage, "check_static", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        compile_stage._publish_binary(config)
+        compile_stage._publish_binary(config, config.build / "prefix" / "bin" / PRODUCT)
     assert list(config.dist.iterdir()) == []
 
 
 def test_missing_link_output_names_the_log(tmp_path: Path) -> None:
     config = _config(tmp_path)
     with pytest.raises(Exception, match=r"did not install tmate-ssh-server") as caught:
-        compile_stage._publish_binary(config)
-    assert "logs/tmate-ssh-server.log" in str(caught.value)
+        compile_stage._publish_binary(config, config.build / "prefix" / "bin" / PRODUCT)
+    assert "TIP: read the logs in" in str(caught.value)

@@ -23,6 +23,7 @@ from .debuginfo import split_debug
 from .digest import file_sha256, inputs_digest
 from .elfcheck import check_static
 from .errors import BuildError
+from .launcher import LAUNCHER, LauncherConfig, build_launcher, launcher_source
 from .patch import PatchedTree
 from .recipe import ArchiveSource, GitSource, Recipe
 from .toolchain import Toolchain
@@ -44,11 +45,22 @@ class CompileConfig:
     def cflags(self) -> tuple[str, ...]:
         return tuple(self.toolchain.cflags(root=self.root, build=self.build))
 
+    @property
+    def stable_cflags(self) -> tuple[str, ...]:
+        """The flags without the path maps: what goes into digests and the manifest.
+
+        The maps name this checkout and the venv zig runs from; each nox session has its
+        own venv, and a digest with those paths would rebuild everything between them.
+        """
+        return tuple(f for f in self.cflags if not f.startswith("-ffile-prefix-map="))
+
 
 @dataclass(frozen=True, kw_only=True)
 class CompileResult:
     binary: Path
     debug: Path
+    launcher: Path
+    launcher_debug: Path
     manifest: Path
     rebuilt: tuple[str, ...]  # the components built this time; empty when all were current
 
@@ -61,18 +73,30 @@ def compile_all(config: CompileConfig, *, publish: bool = True) -> CompileResult
         digests[tree.recipe.name] = _component_digest(tree, config, digests)
         if _build_if_changed(tree, config, digests[tree.recipe.name]):
             rebuilt.append(tree.recipe.name)
+    launcher = None
+    if "libssh" in digests:
+        launcher = build_launcher(LauncherConfig(
+            source=launcher_source(config.root), toolchain=config.toolchain,
+            cflags=config.cflags, stable_cflags=config.stable_cflags, build=config.build,
+            libssh_digest=digests["libssh"],
+        ))  # fmt: skip
     if not publish:
         return None
-    binary, debug = _publish_binary(config)
-    manifest = _write_manifest(config, binary, debug)
-    return CompileResult(binary=binary, debug=debug, manifest=manifest, rebuilt=tuple(rebuilt))
+    assert launcher is not None, "the product depends on libssh"
+    binary, debug = _publish_binary(config, config.build / "prefix" / "bin" / PRODUCT)
+    launcher_binary, launcher_debug = _publish_binary(config, launcher)
+    manifest = _write_manifest(config, [binary, debug, launcher_binary, launcher_debug])
+    return CompileResult(
+        binary=binary, debug=debug, launcher=launcher_binary, launcher_debug=launcher_debug,
+        manifest=manifest, rebuilt=tuple(rebuilt),
+    )  # fmt: skip
 
 
 def _component_digest(tree: PatchedTree, config: CompileConfig, done: Mapping[str, str]) -> str:
     recipe = tree.recipe
     return inputs_digest([
         recipe.name, file_sha256(recipe.path), tree.digest, config.toolchain.version,
-        list(config.cflags), [done[dep] for dep in recipe.depends],
+        list(config.stable_cflags), [done[dep] for dep in recipe.depends],
     ])  # fmt: skip
 
 
@@ -100,18 +124,17 @@ def _build_if_changed(tree: PatchedTree, config: CompileConfig, digest: str) -> 
     return True
 
 
-def _publish_binary(config: CompileConfig) -> tuple[Path, Path]:
+def _publish_binary(config: CompileConfig, linked: Path) -> tuple[Path, Path]:
     """Strip, split off the debug file, check both, and move them into dist atomically."""
-    linked = config.build / "prefix" / "bin" / PRODUCT
     if not linked.is_file():
         raise BuildError(
-            f"{linked}: the build finished but did not install {PRODUCT}",
-            tip=f"read {config.build / 'logs' / (PRODUCT + '.log')}",
+            f"{linked}: the build finished but did not install {linked.name}",
+            tip=f"read the logs in {config.build / 'logs'}",
         )
     config.dist.mkdir(parents=True, exist_ok=True)
     for stale in config.dist.glob(".partial-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    binary, debug = config.dist / PRODUCT, config.dist / f"{PRODUCT}.debug"
+    binary, debug = config.dist / linked.name, config.dist / f"{linked.name}.debug"
     with tempfile.TemporaryDirectory(dir=config.dist, prefix=".partial-") as scratch:
         staged_binary = Path(scratch) / binary.name
         staged_debug = Path(scratch) / debug.name
@@ -132,14 +155,14 @@ def _source_entry(recipe: Recipe) -> dict[str, str]:
     raise AssertionError(recipe.source)
 
 
-def _write_manifest(config: CompileConfig, binary: Path, debug: Path) -> Path:
+def _write_manifest(config: CompileConfig, artifacts: list[Path]) -> Path:
     """Record what went into the binary. No dates or paths, so it is reproducible."""
     manifest = {
         "product": PRODUCT,
         "arch": config.arch,
         "target": config.toolchain.triple,
         "toolchain": {"zig": config.toolchain.version},
-        "cflags": [flag for flag in config.cflags if not flag.startswith("-ffile-prefix-map")],
+        "cflags": list(config.stable_cflags),
         "components": [
             {
                 "name": tree.recipe.name,
@@ -151,9 +174,13 @@ def _write_manifest(config: CompileConfig, binary: Path, debug: Path) -> Path:
             }
             for tree in config.trees
         ],
+        "launcher": {
+            "source": f"launcher/{LAUNCHER}.c",
+            "sha256": file_sha256(launcher_source(config.root)),
+        },
         "artifacts": {
             path.name: {"sha256": file_sha256(path), "size": path.stat().st_size}
-            for path in (binary, debug)
+            for path in artifacts
         },
     }
     target = config.dist / f"{PRODUCT}.manifest.json"

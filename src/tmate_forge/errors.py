@@ -72,6 +72,12 @@ class VerifyError(ForgeError):
     exit_code = 8
 
 
+class BusyError(ForgeError):
+    """Another run holds the build folder of the same architecture."""
+
+    exit_code = 10
+
+
 # Not a ForgeError: an OSError from the file system (an unwritable cache, a file where a
 # folder should be), which cli.main reports with its path.
 FILE_SYSTEM_EXIT_CODE = 9

@@ -12,6 +12,7 @@ from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
 from .errors import UsageError, did_you_mean
 from .layout import Layout
+from .lock import exclusive
 from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
 from .recipe import build_order, load_recipes
 from .sources import FetchedSource, SourcesConfig, fetch_sources
@@ -34,6 +35,11 @@ def run_sources(layout: Layout, target: str = PRODUCT) -> list[FetchedSource]:
 
 
 def run_patch(layout: Layout, arch: Arch, target: str = PRODUCT) -> list[PatchedTree]:
+    with exclusive(layout.build(arch)):
+        return _patch(layout, arch, target)
+
+
+def _patch(layout: Layout, arch: Arch, target: str) -> list[PatchedTree]:
     check_patch_folders(layout.patches, load_recipes(layout.recipes).keys())
     fetched = run_sources(layout, target)
     config = PatchConfig(
@@ -49,7 +55,12 @@ def run_compile(layout: Layout, arch: Arch, target: str = PRODUCT) -> CompileRes
     Any other target only installs into the per-arch prefix (and returns None): that is
     how the dependencies are built and tested on their own.
     """
-    trees = run_patch(layout, arch, target)
+    with exclusive(layout.build(arch)):
+        return _compile(layout, arch, target)
+
+
+def _compile(layout: Layout, arch: Arch, target: str) -> CompileResult | None:
+    trees = _patch(layout, arch, target)
     with log.step(f"toolchain [{arch}]"):
         toolchain = prepare_toolchain(arch, layout.build(arch), layout.cache)
     config = CompileConfig(
@@ -65,7 +76,8 @@ def run_compile(layout: Layout, arch: Arch, target: str = PRODUCT) -> CompileRes
         result = compile_all(config, publish=target == PRODUCT)
     if result is None:
         return None
-    summarize([result.binary, result.debug, result.manifest])
+    summarize([result.binary, result.debug, result.launcher, result.launcher_debug,
+               result.manifest])  # fmt: skip
     return result
 
 
