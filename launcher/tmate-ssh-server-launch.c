@@ -239,6 +239,26 @@ static void find_server(char *buf, size_t size)
     strcpy(slash + 1, "tmate-ssh-server");
 }
 
+/* A control character in the keys path would break the pasted block's comment line. */
+static bool has_control(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (iscntrl((unsigned char)*s))
+            return true;
+    return false;
+}
+
+/* access(X_OK) alone says yes to a directory when we are root. */
+static void check_server(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0 || access(path, X_OK) != 0)
+        die(EXIT_SETTINGS, "cannot run the server %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        die(EXIT_SETTINGS, "cannot run the server %s: not a regular file", path);
+}
+
 static void read_config(struct config *cfg)
 {
     const char *value;
@@ -264,8 +284,9 @@ static void read_config(struct config *cfg)
     cfg->websocket_port = env_port("WEBSOCKET_PORT", 0);
 
     value = getenv("SSH_KEYS_PATH");
-    if (value != NULL && (*value == '\0' || strlen(value) > PATH_MAX - 64))
-        die_setting("SSH_KEYS_PATH", value, "the path of the host keys folder");
+    if (value != NULL && (*value == '\0' || strlen(value) > PATH_MAX - 64 || has_control(value)))
+        die_setting("SSH_KEYS_PATH", value,
+                    "the path of the host keys folder, without control characters");
     cfg->keys_dir = value != NULL ? value : DEFAULT_KEYS_PATH;
 }
 
@@ -336,20 +357,25 @@ static void make_keys_dir(const char *dir)
     }
 }
 
-/* Loads one key if its file exists; anything unusable is fatal. */
+/*
+ * Loads one key if its file exists; anything unusable is fatal. stat() comes
+ * before any open(): opening a FIFO put in the key's place would block forever.
+ */
 static void load_key(struct host_key *hk)
 {
     struct stat st;
-    int fd = open(hk->path, O_RDONLY | O_CLOEXEC);
 
-    if (fd < 0) {
+    if (stat(hk->path, &st) != 0) {
+        if (errno == ENOENT && lstat(hk->path, &st) == 0)
+            die(EXIT_KEYS, "host key %s is a symbolic link to nothing", hk->path);
         if (errno == ENOENT)
             return;
         die(EXIT_KEYS, "cannot read host key %s: %s", hk->path, strerror(errno));
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (!S_ISREG(st.st_mode))
         die(EXIT_KEYS, "host key %s is not a regular file", hk->path);
-    close(fd);
+    if (access(hk->path, R_OK) != 0)
+        die(EXIT_KEYS, "cannot read host key %s: %s", hk->path, strerror(errno));
     if (st.st_size == 0)
         die(EXIT_KEYS, "host key %s is an empty file", hk->path);
 
@@ -362,7 +388,8 @@ static void load_key(struct host_key *hk)
             ssh_key_type_to_char(hk->type));
 }
 
-static void write_all(int fd, const char *data, const char *path)
+/* Returns 0, or the errno of the write that failed. */
+static int write_all(int fd, const char *data)
 {
     size_t len = strlen(data);
 
@@ -371,23 +398,25 @@ static void write_all(int fd, const char *data, const char *path)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            die(EXIT_KEYS, "cannot write %s: %s", path, strerror(errno));
+            return errno;
         data += n;
         len -= (size_t)n;
     }
+    return 0;
 }
 
 /*
  * Writes a complete file under a temporary name in the same folder, then
- * puts it in place, so a crash never leaves half a file behind. With
- * replace false it uses link(), which fails with EEXIST instead of
- * overwriting: a private key is never replaced, even by a racing launcher.
+ * puts it in place, so a crash or a full disk never leaves half a file
+ * behind. With replace false it uses link(), which fails with EEXIST instead
+ * of overwriting: a private key is never replaced, even by a racing launcher.
+ * Returns false only for that EEXIST; every other failure is fatal.
  */
-static void install_file(const char *dir, const char *name, const char *data,
+static bool install_file(const char *dir, const char *name, const char *data,
                          mode_t mode, bool replace)
 {
     char tmp[PATH_MAX], path[PATH_MAX];
-    int fd;
+    int fd, err;
 
     snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name);
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -395,19 +424,26 @@ static void install_file(const char *dir, const char *name, const char *data,
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         die(EXIT_KEYS, "cannot create a file in keys folder %s: %s", dir, strerror(errno));
-    write_all(fd, data, tmp);
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0 || close(fd) != 0) {
+    err = write_all(fd, data);
+    if (err == 0 && (fchmod(fd, mode) != 0 || fsync(fd) != 0))
+        err = errno;
+    if (close(fd) != 0 && err == 0)
+        err = errno;
+    if (err != 0) {
         unlink(tmp);
-        die(EXIT_KEYS, "cannot write %s: %s", tmp, strerror(errno));
+        die(EXIT_KEYS, "cannot write %s: %s", path, strerror(err));
     }
 
     if (replace ? rename(tmp, path) != 0 : link(tmp, path) != 0) {
-        int err = errno;
+        err = errno;
         unlink(tmp);
+        if (err == EEXIST && !replace)
+            return false;
         die(EXIT_KEYS, "cannot install %s: %s", path, strerror(err));
     }
     if (!replace)
         unlink(tmp);
+    return true;
 }
 
 static void sync_dir(const char *dir)
@@ -433,9 +469,10 @@ static char *public_line(const struct host_key *hk)
 }
 
 /*
- * The .pub goes in first and may replace an old one: it is derived data, and
- * a .pub without its private key can only be left over from a run that was
- * interrupted before the private key was linked into place.
+ * The private key goes in first, with link(), so that of two launchers racing
+ * on an empty folder exactly one wins; the other loads the winner's key. Only
+ * the winner then writes the .pub, which is derived data and may replace a
+ * stale one, so the .pub always matches the private key beside it.
  */
 static void generate_key(struct host_key *hk, const char *dir)
 {
@@ -448,10 +485,17 @@ static void generate_key(struct host_key *hk, const char *dir)
                                              SSH_FILE_FORMAT_OPENSSH) != SSH_OK)
         die(EXIT_KEYS, "cannot export %s host key", hk->label);
 
+    if (!install_file(dir, hk->file, private_b64, 0600, false)) {
+        ssh_string_free_char(private_b64);
+        ssh_key_free(hk->key);
+        hk->key = NULL;
+        warn("%s appeared meanwhile (another launcher?); using it", hk->path);
+        load_key(hk);
+        return;
+    }
     pub = public_line(hk);
     snprintf(pub_name, sizeof(pub_name), "%s.pub", hk->file);
     install_file(dir, pub_name, pub, 0644, true);
-    install_file(dir, hk->file, private_b64, 0600, false);
 
     free(pub);
     ssh_string_free_char(private_b64);
@@ -765,38 +809,65 @@ static void stop_children(int sfd, pid_t server)
     }
 }
 
-static int run_server(char **argv)
+static bool is_stop_signal(int sig)
 {
-    sigset_t set, empty;
-    pid_t server;
-    int sfd, sig, server_status = 0;
-    bool server_done = false;
+    return sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT;
+}
 
-    /*
-     * Signals are read from a signalfd, so there is no asynchronous handler
-     * and no global state. Blocked signals are still delivered to PID 1,
-     * unlike signals left at their default action.
-     */
-    sigemptyset(&empty);
+/*
+ * Blocks the signals we handle and returns a signalfd that reads them. This
+ * happens before the keys are made, so that a stop that arrives meanwhile is
+ * queued rather than lost (as PID 1, a signal left at its default action is
+ * dropped). There is no asynchronous handler and no global state.
+ */
+static int block_signals(void)
+{
+    static const int handled[] = {
+        SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+    };
+    sigset_t set;
+    int sfd;
+
     sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGQUIT);
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++) {
+        sigaddset(&set, handled[i]);
+        /*
+         * A parent may hand these over ignored (a shell's "&" ignores SIGINT
+         * and SIGQUIT; an ignored SIGCHLD would make the kernel reap the
+         * server before we see its status). The server inherits the defaults.
+         */
+        signal(handled[i], SIG_DFL);
+    }
     sigprocmask(SIG_BLOCK, &set, NULL);
-    /*
-     * A parent may hand us these ignored (a shell's "&" ignores SIGINT and
-     * SIGQUIT; an ignored SIGCHLD would make the kernel reap the server
-     * before we see its status). The server inherits the defaults.
-     */
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sigismember(&set, sig) == 1)
-            signal(sig, SIG_DFL);
     sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0)
         die(1, "signalfd: %s", strerror(errno));
+    return sfd;
+}
 
+/* A stop asked for while the keys were being made: do not start the server. */
+static int pending_stop(int sfd)
+{
+    int sig;
+
+    while ((sig = next_signal(sfd, 0)) != 0)
+        if (is_stop_signal(sig))
+            return sig;
+    return 0;
+}
+
+static int run_server(int sfd, char **argv)
+{
+    sigset_t empty;
+    pid_t server;
+    int sig, server_status = 0;
+    bool server_done = false;
+    long kill_at = -1;
+
+    if ((sig = pending_stop(sfd)) != 0) {
+        warn("stopped by signal %d before the server started", sig);
+        return 128 + sig;
+    }
     /* Session processes detach from the server; when it dies they are ours. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
@@ -806,18 +877,32 @@ static int run_server(char **argv)
     if (server < 0)
         die(1, "fork: %s", strerror(errno));
     if (server == 0) {
+        sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, NULL);
         execv(argv[0], argv);
         fprintf(stderr, PROG ": cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
 
+    /*
+     * Signals are forwarded to the server. After a stop signal it has
+     * STOP_GRACE_MS to end before it gets SIGKILL, so that a container stop
+     * finishes well within its timeout even if the server hangs.
+     */
     while (!server_done) {
-        sig = next_signal(sfd, -1);
-        if (sig == SIGCHLD)
+        int wait_ms = kill_at < 0 ? -1 : (int)(kill_at > now_ms() ? kill_at - now_ms() : 0);
+        sig = next_signal(sfd, wait_ms);
+        if (sig == SIGCHLD) {
             reap(server, &server_done, &server_status);
-        else if (sig != 0)
+        } else if (sig != 0) {
             kill(server, sig);
+            if (is_stop_signal(sig) && kill_at < 0)
+                kill_at = now_ms() + STOP_GRACE_MS;
+        } else if (kill_at >= 0 && now_ms() >= kill_at) {
+            warn("the server did not stop within %d ms; killing it", STOP_GRACE_MS);
+            kill(server, SIGKILL);
+            kill_at = -1;
+        }
     }
     stop_children(sfd, server);
     close(sfd);
@@ -892,12 +977,11 @@ int main(int argc, char **argv)
     read_config(&cfg);
     if (!print_only) {
         find_server(cfg.server_path, sizeof(cfg.server_path));
-        if (access(cfg.server_path, X_OK) != 0)
-            die(EXIT_SETTINGS, "cannot run the server %s: %s", cfg.server_path,
-                strerror(errno));
+        check_server(cfg.server_path);
         check_workdir();
     }
 
+    int sfd = print_only ? -1 : block_signals();
     if (ssh_init() != SSH_OK)
         die(EXIT_KEYS, "cannot initialise libssh");
     prepare_keys(cfg.keys_dir, keys, sizeof(keys) / sizeof(keys[0]));
@@ -909,5 +993,5 @@ int main(int argc, char **argv)
     if (print_only)
         return 0;
     default_locale();
-    return run_server(build_argv(&cfg, argv + extra_start, argc - extra_start));
+    return run_server(sfd, build_argv(&cfg, argv + extra_start, argc - extra_start));
 }

@@ -254,6 +254,94 @@ def test_wrong_tmp_tmate_mode_is_said_plainly(
     assert not stand_in[1].exists()
 
 
+def test_two_launchers_racing_on_an_empty_folder_agree(launcher: Path, tmp_path: Path) -> None:
+    for attempt in range(5):
+        keys = tmp_path / f"keys{attempt}"
+        env = {"PATH": "/usr/bin:/bin", "SSH_KEYS_PATH": str(keys), "SSH_HOSTNAME": "h"}
+        racers = [subprocess.Popen([str(launcher), "--print-config"], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                  for _ in range(2)]  # fmt: skip
+        outputs = [racer.communicate(timeout=120) for racer in racers]
+        assert [racer.returncode for racer in racers] == [0, 0], outputs
+        assert outputs[0][0] == outputs[1][0]  # the same fingerprints printed by both
+        for kind in ("rsa", "ed25519"):
+            derived = subprocess.run(["ssh-keygen", "-y", "-f", str(keys / f"ssh_host_{kind}_key")],
+                                     capture_output=True, text=True, check=True).stdout  # fmt: skip
+            stored = (keys / f"ssh_host_{kind}_key.pub").read_text()
+            assert derived.split()[:2] == stored.split()[:2]
+        assert not [p for p in keys.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling-link", "directory"])
+def test_odd_file_in_a_key_slot_is_refused_without_touching_anything(
+    launcher: Path, tmp_path: Path, kind: str
+) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    slot = keys / "ssh_host_rsa_key"
+    if kind == "fifo":
+        os.mkfifo(slot)  # opening it would block: the launcher must look before it opens
+    elif kind == "dangling-link":
+        slot.symlink_to(tmp_path / "nowhere")
+    else:
+        slot.mkdir()
+    run = _run(launcher, {"SSH_KEYS_PATH": str(keys)}, "--print-config")
+    assert run.returncode == 3, run.stderr
+    assert str(slot) in run.stderr
+    assert sorted(p.name for p in keys.iterdir()) == ["ssh_host_rsa_key"]
+
+
+def test_keys_path_with_a_newline_is_refused(launcher: Path, tmp_path: Path) -> None:
+    # It is echoed in a comment of the block users paste: a newline would inject a line.
+    value = f"{tmp_path}/k\nset -g tmate-server-host evil.example"
+    run = _run(launcher, {"SSH_KEYS_PATH": value}, "--print-config")
+    assert run.returncode == 2
+    assert "SSH_KEYS_PATH=" in run.stderr
+    assert "evil.example" not in run.stdout
+
+
+def test_server_that_is_a_directory_is_refused_first(launcher: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    run = _run(launcher, {"SSH_KEYS_PATH": str(keys)}, server=tmp_path)
+    assert run.returncode == 2
+    assert "not a regular file" in run.stderr
+    assert not keys.exists()
+
+
+def test_server_ignoring_sigterm_is_killed_after_the_grace(launcher: Path, tmp_path: Path) -> None:
+    stubborn = tmp_path / "stubborn-server"
+    stubborn.write_text('#!/bin/sh\ntrap "" TERM\necho ready\nwhile :; do sleep 0.1; done\n')
+    stubborn.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "SSH_KEYS_PATH": str(tmp_path / "keys"),
+           "SSH_HOSTNAME": "h", "TMATE_SSH_SERVER": str(stubborn)}  # fmt: skip
+    process = subprocess.Popen([str(launcher)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.strip() == "ready":
+            break
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 128 + signal.SIGKILL
+    assert time.monotonic() - started < 2.0
+
+
+def test_stop_during_key_generation_does_not_start_the_server(
+    launcher: Path, stand_in: tuple[Path, Path], tmp_path: Path
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "SSH_KEYS_PATH": str(tmp_path / "keys"),
+           "SSH_HOSTNAME": "h", "TMATE_SSH_SERVER": str(stand_in[0])}  # fmt: skip
+    process = subprocess.Popen([str(launcher)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "generating RSA host key" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not stand_in[1].exists()
+
+
 @pytest.fixture
 def real_server(launcher: Path) -> Path:
     if mirror_with_tmate() is None:
