@@ -72,6 +72,12 @@ class VerifyError(ForgeError):
     exit_code = 8
 
 
+class SigningKeyError(ForgeError):
+    """The package signing key is unreadable, not RSA or too short."""
+
+    exit_code = 11
+
+
 class BusyError(ForgeError):
     """Another run holds the build folder of the same architecture."""
 
