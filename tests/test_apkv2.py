@@ -11,7 +11,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tmate_forge.apkv2 import Entry, PackageInfo, SigningKey, build_package, signature_member
+from tmate_forge.apkindex import IndexedPackage, build_index
+from tmate_forge.apkv2 import (
+    Entry,
+    PackageInfo,
+    SigningKey,
+    build_package,
+    installed_size,
+    signature_member,
+)
 from tmate_forge.layout import default_cache
 
 from .alpine import apk, extract_alpine
@@ -134,3 +142,26 @@ def test_tampered_copies_are_refused(
     add = apk(alpine, "add", "--root", f"/tmp/root-{damage}", "--initdb", "--keys-dir",
               "/tmp/keys", f"/tmp/{tampered.name}")  # fmt: skip
     assert add.returncode != 0, add.stdout
+
+
+def test_signed_index_serves_the_package_from_a_folder(
+    alpine: Path, package: Path, trusted: SigningKey
+) -> None:
+    repo = alpine / "tmp" / "repo" / "x86_64"
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / package.name).write_bytes(package.read_bytes())
+    entry = IndexedPackage(info=INFO, package=package.read_bytes(),
+                           installed_size=installed_size(ENTRIES))  # fmt: skip
+    index = build_index([entry], trusted, INFO.builddate)
+    assert build_index([entry], trusted, INFO.builddate) == index
+    (repo / "APKINDEX.tar.gz").write_bytes(index)
+    add = apk(alpine, "add", "--root", "/tmp/from-repo", "--initdb", "--keys-dir", "/tmp/keys",
+              "--repository", "/tmp/repo", "forge-hello")  # fmt: skip
+    assert add.returncode == 0, add.stdout + add.stderr
+    assert (alpine / "tmp" / "from-repo" / "usr" / "bin" / "forge-hello").read_bytes() == SCRIPT
+
+    (repo / "APKINDEX.tar.gz").write_bytes(_members(index)[1])  # the index without signature
+    refused = apk(alpine, "add", "--root", "/tmp/from-unsigned", "--initdb", "--keys-dir",
+                  "/tmp/keys", "--repository", "/tmp/repo", "forge-hello")  # fmt: skip
+    assert refused.returncode != 0
+    assert "UNTRUSTED signature" in refused.stdout + refused.stderr

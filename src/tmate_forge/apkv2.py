@@ -118,10 +118,14 @@ def signature_member(key: SigningKey, signed: bytes) -> bytes:
     return _gzip(_single_entry_tar(f".SIGN.RSA256.{key.name}", signature, 0))
 
 
+def installed_size(entries: Sequence[Entry]) -> int:
+    """The `size` of .PKGINFO: the bytes the files take once installed."""
+    return sum(len(e.data) for e in entries)
+
+
 def build_package(info: PackageInfo, entries: Sequence[Entry], key: SigningKey) -> bytes:
     """The bytes of a signed APK v2 package; the same inputs give the same bytes."""
     data = _gzip(data_tar(entries, info.builddate))
-    installed_size = sum(len(e.data) for e in entries)
-    pkginfo = pkginfo_text(info, installed_size, hashlib.sha256(data).hexdigest())
+    pkginfo = pkginfo_text(info, installed_size(entries), hashlib.sha256(data).hexdigest())
     control = _gzip(_single_entry_tar(".PKGINFO", pkginfo, info.builddate))
     return signature_member(key, control) + control + data

@@ -73,6 +73,7 @@ class Recipe:
     name: str
     version: str
     license: str  # SPDX expression
+    license_files: tuple[str, ...]  # paths in the source tree of its licence texts
     homepage: str
     depends: tuple[str, ...]
     source: Source
@@ -206,6 +207,15 @@ def _build(top: _Table) -> BuildSpec:
     return spec
 
 
+def _license_files(top: _Table) -> tuple[str, ...]:
+    names = top.strings("license_files")
+    for index, name in enumerate(names):
+        if name.startswith("/") or ".." in Path(name).parts:
+            raise top.error(f"license_files[{index}]", f"expected a path inside the source "
+                            f"tree, got {name!r}")  # fmt: skip
+    return names
+
+
 def _forbid(top: _Table) -> tuple[str, ...]:
     table = top.table("checks", {"forbid"}, required=False)
     if table is None:
@@ -227,7 +237,10 @@ def load_recipe(path: Path) -> Recipe:
         raise RecipeError(f"{path}: not UTF-8 text: {err}", tip=_TIP) from err
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{path}: not valid TOML: {err}", tip=_TIP) from err
-    known = {"name", "version", "license", "homepage", "depends", "source", "build", "checks"}
+    known = {
+        "name", "version", "license", "license_files", "homepage", "depends", "source",
+        "build", "checks",
+    }  # fmt: skip
     top = _Table(path, "", data, known)
     name = top.text("name")
     if name != path.stem:
@@ -236,6 +249,7 @@ def load_recipe(path: Path) -> Recipe:
         name=name,
         version=top.text("version"),
         license=top.text("license"),
+        license_files=_license_files(top),
         homepage=top.text("homepage"),
         depends=top.strings("depends"),
         source=_source(top),
