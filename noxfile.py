@@ -38,6 +38,12 @@ def compile(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def apk(session: nox.Session) -> None:
+    """Package the static build as a signed Alpine APK and index (-- --arch ARCH)."""
+    _forge(session, "apk")
+
+
+@nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite; slow tests build with zig, mirror tests need TMATE_FORGE_MIRROR."""
     session.install("-e", ".[test]")

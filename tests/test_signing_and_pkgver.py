@@ -84,3 +84,23 @@ def test_apk_orders_our_snapshot_after_its_release(tmp_path: Path) -> None:
     invalid = subprocess.run(["chroot", str(root), "/sbin/apk", "version", "-c", "2.3.0.git"],
                              capture_output=True, text=True)  # fmt: skip
     assert invalid.returncode != 0
+
+
+def test_interrupted_write_leaves_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmate_forge import apk as apk_stage
+
+    target = tmp_path / "dist" / "x86_64" / "tmate-ssh-server-1.0-r0.apk"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"the previous package")
+
+    def interrupted(self: Path, data: bytes) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        apk_stage._write_atomically(target, b"the new package")
+    monkeypatch.undo()
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+    assert target.read_bytes() == b"the previous package"

@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         stage.add_argument("--arch", help="x86_64 or aarch64 (default: the host's)")
         stage.add_argument("--component", default=PRODUCT,
                            help="stop at this component (default: %(default)s)")  # fmt: skip
+    apk = stages.add_parser(
+        "apk",
+        parents=[common],
+        help="package the static build as a signed Alpine APK with its index",
+    )
+    apk.add_argument("--arch", help="x86_64 or aarch64 (default: the host's)")
     return parser
 
 
@@ -53,8 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline.run_sources(layout)
         elif args.stage == "patch":
             pipeline.run_patch(layout, parse_arch(args.arch), args.component)
-        else:
+        elif args.stage == "compile":
             pipeline.run_compile(layout, parse_arch(args.arch), args.component)
+        else:
+            pipeline.run_apk(layout, parse_arch(args.arch))
     except ForgeError as err:
         if args.debug:
             traceback.print_exc()

@@ -4,9 +4,11 @@ when their stamps are current, so any stage can be asked for on a fresh checkout
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from . import log
+from .apk import ApkConfig, ApkResult, build_apk
 from .arch import Arch
 from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
@@ -14,8 +16,10 @@ from .errors import UsageError, did_you_mean
 from .layout import Layout
 from .lock import exclusive
 from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
+from .pkgver import snapshot_pkgver
 from .recipe import build_order, load_recipes
-from .sources import FetchedSource, SourcesConfig, fetch_sources
+from .signing import load_signing_key
+from .sources import FetchedSource, SourcesConfig, commit_time, fetch_sources
 from .toolchain import prepare_toolchain
 
 
@@ -79,6 +83,39 @@ def _compile(layout: Layout, arch: Arch, target: str) -> CompileResult | None:
     summarize([result.binary, result.debug, result.launcher, result.launcher_debug,
                result.manifest])  # fmt: skip
     return result
+
+
+def run_apk(layout: Layout, arch: Arch) -> ApkResult:
+    """Build (or reuse) the static binaries, then package them as a signed APK and index."""
+    with exclusive(layout.build(arch)):
+        compiled = _compile(layout, arch, PRODUCT)
+        assert compiled is not None
+        trees = _patch(layout, arch, PRODUCT)
+        product = next(f for f in run_sources(layout, PRODUCT) if f.recipe.name == PRODUCT)
+        committed = commit_time(product)
+        key = load_signing_key()
+        config = ApkConfig(
+            arch=arch,
+            compiled=compiled,
+            trees=tuple(trees),
+            pkgver=snapshot_pkgver(
+                product.recipe.version, _utc_date(committed), 0, where=str(product.recipe.path)
+            ),
+            builddate=int(os.environ.get("SOURCE_DATE_EPOCH", committed)),
+            packager=os.environ.get("TMATE_FORGE_PACKAGER", "tmate-forge"),
+            key=key,
+            packaging=layout.root / "packaging",
+            dist=layout.dist(arch),
+            keys=layout.root / "dist" / "keys",
+        )
+        with log.step(f"apk {config.pkgver} [{arch}]"):
+            result = build_apk(config)
+    summarize([result.package, result.index, result.public_key])
+    return result
+
+
+def _utc_date(seconds: int) -> date:
+    return datetime.fromtimestamp(seconds, tz=UTC).date()
 
 
 def summarize(paths: list[Path]) -> None:

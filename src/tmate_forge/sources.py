@@ -289,3 +289,11 @@ def _not_found(recipe: Recipe, what: str, tried: list[str]) -> SourceError:
             "(archives by file name, git repositories as NAME.git or NAME/)"
         ),
     )
+
+
+def commit_time(fetched: FetchedSource) -> int:
+    """The committer time of a git source's pinned commit, in seconds since the epoch."""
+    assert isinstance(fetched.recipe.source, GitSource)
+    text = capture(["git", "-C", str(fetched.path), "show", "-s", "--format=%ct",
+                    fetched.recipe.source.commit], echo=False)  # fmt: skip
+    return int(text.strip())
