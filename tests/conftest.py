@@ -37,6 +37,7 @@ def archive_recipe(name: str, sha256: str, url: str, **extra: str) -> str:
         name = "{name}"
         version = "1.0"
         license = "MIT"
+        license_files = ["COPYING"]
         homepage = "https://example.invalid/"
         depends = []
 

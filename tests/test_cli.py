@@ -98,3 +98,20 @@ def test_second_run_in_the_same_build_folder_is_refused(tmp_path: Path) -> None:
         pass
     with exclusive(tmp_path / "build"):  # released when the first run ended
         pass
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("SOURCE_DATE_EPOCH", "abc"), ("TMATE_FORGE_PACKAGER", "a\nb")]
+)
+def test_bad_package_setting_fails_before_any_build(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("TMATE_FORGE_SIGNING_KEY", raising=False)
+    monkeypatch.setenv(variable, value)
+    assert main(["--root", str(tmp_path / "no-project"), "apk"]) == UsageError.exit_code
+    assert f"ERROR: {variable}=" in capsys.readouterr().err

@@ -125,3 +125,19 @@ def test_dependency_cycle_shows_its_path(recipe_dir: tuple[Path, RecipeWriter]) 
         write(name, text.replace("depends = []", f'depends = ["{dep}"]'))
     with pytest.raises(RecipeError, match=r"dependency cycle a -> b -> c -> a"):
         build_order(load_recipes(folder), "a")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("[]", r"license_files: expected at least one licence file"),
+     ('["COPYING", "COPYING"]', r"license_files\[1\]: 'COPYING' is listed twice")],
+    ids=["empty", "twice"],
+)  # fmt: skip
+def test_license_files_are_checked(
+    recipe_dir: tuple[Path, RecipeWriter], value: str, message: str
+) -> None:
+    _, write = recipe_dir
+    text = archive_recipe("zlib", "0" * 64, "https://example.invalid/z.tar.gz")
+    text = text.replace('license_files = ["COPYING"]', f"license_files = {value}")
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write("zlib", text))

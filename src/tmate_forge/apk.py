@@ -96,7 +96,7 @@ def payload(config: ApkConfig) -> list[Entry]:
     ]
     for tree in config.trees:
         for name in tree.recipe.license_files:
-            target = f"usr/share/licenses/{tree.recipe.name}/{Path(name).name}"
+            target = f"usr/share/licenses/{tree.recipe.name}/{name}"
             files.append(_file(target, tree.path / name, 0o644))
     folders = {str(parent) for entry in files for parent in Path(entry.path).parents}
     folders.discard(".")

@@ -87,13 +87,19 @@ def _compile(layout: Layout, arch: Arch, target: str) -> CompileResult | None:
 
 def run_apk(layout: Layout, arch: Arch) -> ApkResult:
     """Build (or reuse) the static binaries, then package them as a signed APK and index."""
+    # Settings and the key first: a bad one should not wait for a five-minute build.
+    key = load_signing_key()
+    packager = _text_setting("TMATE_FORGE_PACKAGER", "tmate-forge")
+    epoch = _text_setting("SOURCE_DATE_EPOCH", "")
+    if epoch and not epoch.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970",
+                         tip="unset it, or set it to e.g. $(git log -1 --format=%ct)")  # fmt: skip
     with exclusive(layout.build(arch)):
         compiled = _compile(layout, arch, PRODUCT)
         assert compiled is not None
         trees = _patch(layout, arch, PRODUCT)
         product = next(f for f in run_sources(layout, PRODUCT) if f.recipe.name == PRODUCT)
         committed = commit_time(product)
-        key = load_signing_key()
         config = ApkConfig(
             arch=arch,
             compiled=compiled,
@@ -101,8 +107,8 @@ def run_apk(layout: Layout, arch: Arch) -> ApkResult:
             pkgver=snapshot_pkgver(
                 product.recipe.version, _utc_date(committed), 0, where=str(product.recipe.path)
             ),
-            builddate=int(os.environ.get("SOURCE_DATE_EPOCH", committed)),
-            packager=os.environ.get("TMATE_FORGE_PACKAGER", "tmate-forge"),
+            builddate=int(epoch) if epoch else committed,
+            packager=packager,
             key=key,
             packaging=layout.root / "packaging",
             dist=layout.dist(arch),
@@ -112,6 +118,15 @@ def run_apk(layout: Layout, arch: Arch) -> ApkResult:
             result = build_apk(config)
     summarize([result.package, result.index, result.public_key])
     return result
+
+
+def _text_setting(name: str, default: str) -> str:
+    """An environment setting that goes into .PKGINFO: one line, no control characters."""
+    value = os.environ.get(name, default)
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise UsageError(f"{name}={value!r}: control characters are not allowed",
+                         tip=f"set {name} to a single line of text")  # fmt: skip
+    return value
 
 
 def _utc_date(seconds: int) -> date:

@@ -209,7 +209,12 @@ def _build(top: _Table) -> BuildSpec:
 
 def _license_files(top: _Table) -> tuple[str, ...]:
     names = top.strings("license_files")
+    if not names:
+        raise top.error("license_files", "expected at least one licence file of the source, "
+                        "got none (the package must carry every component's licence)")  # fmt: skip
     for index, name in enumerate(names):
+        if name in names[:index]:
+            raise top.error(f"license_files[{index}]", f"{name!r} is listed twice")
         if name.startswith("/") or ".." in Path(name).parts:
             raise top.error(f"license_files[{index}]", f"expected a path inside the source "
                             f"tree, got {name!r}")  # fmt: skip
