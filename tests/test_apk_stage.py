@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tmate_forge.apk import ApkResult
+from tmate_forge.apkindex import control_member
 from tmate_forge.layout import default_cache, layout_from_env
 from tmate_forge.pipeline import run_apk
 
@@ -75,20 +76,9 @@ def test_package_carries_server_launcher_service_and_licences(
     licences = {path.split("/")[3] for path in listed if path.startswith("usr/share/licenses/")}
     assert licences == {"tmate-ssh-server", "libssh", "mbedtls", "libevent", "ncurses",
                         "msgpack-c"}  # fmt: skip
-    control = gzip.decompress(_control(built.package.read_bytes())).decode(errors="replace")
+    control = gzip.decompress(control_member(built.package.read_bytes())).decode(errors="replace")
     assert "pkgver = 2.3.0_git20230602-r0" in control
     assert "depend" not in control
-
-
-def _control(package: bytes) -> bytes:
-    import zlib
-
-    rest = package
-    for _ in range(2):
-        stream = zlib.decompressobj(wbits=31)
-        stream.decompress(rest)
-        member, rest = rest[: len(rest) - len(stream.unused_data)], stream.unused_data
-    return member
 
 
 def test_second_build_gives_the_same_bytes(built: ApkResult) -> None:
