@@ -8,9 +8,7 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from tmate_forge.pipeline import run_apk
 
 from .alpine import apk, extract_alpine
 from .conftest import NEEDS_MIRROR, ROOT, mirror_with_tmate, require_tools
-from .tmate_session import Fingerprints, free_port, tmate_session, viewer_sees
+from .tmate_session import Fingerprints, free_port, tmate_session, viewer_sees, wait_listening
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.mirror]
 LAUNCHER_VARIABLES = ("SSH_KEYS_PATH", "SSH_HOSTNAME", "SSH_PORT_LISTEN", "SSH_PORT_ADVERTISE",
@@ -125,11 +123,7 @@ def serving(installed: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
         process = subprocess.Popen(["unshare", "--mount", "sh", "-c", script], env=env,
                                    stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_listening(process, port, log)
         yield port, log
     finally:
         process.send_signal(signal.SIGTERM)

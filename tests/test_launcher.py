@@ -25,7 +25,7 @@ from tmate_forge.layout import layout_from_env
 from tmate_forge.pipeline import run_compile
 
 from .conftest import NEEDS_MIRROR, ROOT, mirror_with_tmate, require_tools
-from .tmate_session import Fingerprints, free_port, tmate_session, viewer_sees
+from .tmate_session import Fingerprints, free_port, tmate_session, viewer_sees, wait_listening
 
 pytestmark = pytest.mark.toolchain
 ARCH: Arch = "x86_64"
@@ -370,11 +370,7 @@ def launched(
             stdout=sink, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_listening(process, port, log)
         yield process, port, log
     finally:
         if process.poll() is None:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
@@ -53,6 +53,7 @@ __all__ = [
     "running_server",
     "tmate_session",
     "viewer_sees",
+    "wait_listening",
 ]
 
 #: Generous defaults: the server may run under qemu-user, which is slow to start.
@@ -214,6 +215,19 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def wait_listening(
+    process: subprocess.Popen[Any], port: int, log: Path, timeout: float = DEFAULT_START_TIMEOUT
+) -> None:
+    """Wait until 127.0.0.1:port accepts TCP; fail with the log if process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not _port_open("127.0.0.1", port):
+        if process.poll() is not None:
+            raise HarnessError(f"exited with {process.returncode} before listening", server_log=log)
+        if time.monotonic() > deadline:
+            raise HarnessError(f"not listening on port {port} after {timeout:g}s", server_log=log)
+        time.sleep(0.2)
 
 
 def _children(pid: int) -> list[int]:
