@@ -72,14 +72,14 @@ def _package_info(config: ApkConfig) -> PackageInfo:
         pkgdesc="tmate server: share terminals over SSH (static musl build)",
         url=product.homepage,
         arch=config.arch,
-        license=_combined_licence(tree.recipe.license for tree in config.trees),
+        license=combined_licence(tree.recipe.license for tree in config.trees),
         origin=PRODUCT,
         builddate=config.builddate,
         packager=config.packager,
     )
 
 
-def _combined_licence(licences: Iterable[str]) -> str:
+def combined_licence(licences: Iterable[str]) -> str:
     """One SPDX expression for a static binary: every component's terms apply."""
     unique = dict.fromkeys(licences)
     return " AND ".join(f"({text})" if " OR " in text else text for text in unique)

@@ -44,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
         help="package the static build as a signed Alpine APK with its index",
     )
     apk.add_argument("--arch", help="x86_64 or aarch64 (default: the host's)")
+    image = stages.add_parser(
+        "image",
+        parents=[common],
+        help="build the OCI image from the APK's payload with buildah, and load it into podman",
+    )
+    image.add_argument("--arch", help="x86_64 or aarch64 (default: the host's)")
+    image.add_argument(
+        "--no-load",
+        dest="load",
+        action="store_false",
+        help="write dist/ARCH/*.oci.tar only; do not load it into podman",
+    )
     return parser
 
 
@@ -61,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline.run_patch(layout, parse_arch(args.arch), args.component)
         elif args.stage == "compile":
             pipeline.run_compile(layout, parse_arch(args.arch), args.component)
-        else:
+        elif args.stage == "apk":
             pipeline.run_apk(layout, parse_arch(args.arch))
+        else:
+            pipeline.run_image(layout, parse_arch(args.arch), load=args.load)
     except ForgeError as err:
         if args.debug:
             traceback.print_exc()

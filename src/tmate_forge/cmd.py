@@ -31,6 +31,9 @@ _DEBIAN_PACKAGES = {
     "objcopy": "binutils",
     "aarch64-linux-gnu-objcopy": "binutils-aarch64-linux-gnu",
     "qemu-aarch64-static": "qemu-user-static",
+    "buildah": "buildah",
+    "podman": "podman",
+    "skopeo": "skopeo",
 }
 
 
