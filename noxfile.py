@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import argparse
+import platform
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -41,6 +44,22 @@ def compile(session: nox.Session) -> None:
 def apk(session: nox.Session) -> None:
     """Package the static build as a signed Alpine APK and index (-- --arch ARCH)."""
     _forge(session, "apk")
+
+
+@nox.session(python=PYTHON)
+def image(session: nox.Session) -> None:
+    """Build the OCI image from the APK with buildah and load it into podman (-- --arch ARCH)."""
+    _forge(session, "image")
+
+
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """Check the image of dist/ARCH under podman with pytest-testinfra (-- --arch ARCH)."""
+    session.install("-e", ".[test]")
+    parser = argparse.ArgumentParser(prog="nox -s verify --")
+    parser.add_argument("--arch", default=platform.machine(), help="x86_64 or aarch64")
+    args, pytest_args = parser.parse_known_args(session.posargs)
+    session.run("pytest", "-m", "image", "--image-arch", args.arch, *pytest_args)
 
 
 @nox.session(python=PYTHON)
