@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, at the tests' root, because pytest reads options before it collects folders.
+    parser.addoption(
+        "--image-arch",
+        default=None,
+        help="check the image that `nox -s image` wrote to dist/ARCH (what `nox -s verify` "
+        "passes); without it the image tests build the host's image, or skip with no mirror",
+    )
+
+
 def make_archive(folder: Path, name: str, files: dict[str, str]) -> tuple[Path, str]:
     """A .tar.gz holding files under one top folder; returns its path and SHA-256."""
     path = folder / name
