@@ -7,8 +7,6 @@ package and index are written beside their final names and renamed into place.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from . import log
 from .apkindex import IndexedPackage, build_index
 from .apkv2 import Entry, PackageInfo, SigningKey, build_package, installed_size
 from .arch import Arch
+from .atomic import write_atomically
 from .compile import PRODUCT, CompileResult
 from .errors import BuildError
 from .launcher import LAUNCHER
@@ -113,13 +112,5 @@ def _file(target: str, source: Path, mode: int) -> Entry:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")[1])
-    try:
-        partial.write_bytes(data)
-        partial.chmod(0o644)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
     log.info(f"{path}: {log.human_size(len(data))}")

@@ -51,6 +51,11 @@ def require_tool(name: str, why: str) -> str:
 
 def capture(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) -> str:
     """Run a command and return its standard output; raise BuildError if it fails."""
+    return capture_bytes(argv, cwd=cwd, echo=echo).decode(errors="replace")
+
+
+def capture_bytes(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) -> bytes:
+    """Run a command and return its standard output as bytes; BuildError if it fails."""
     if echo:
         log.command(argv, str(cwd) if cwd else None)
     command = _program(argv[0], why=f"run {argv[0]}")[list(argv[1:])]
@@ -69,7 +74,7 @@ def capture(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) 
             f"{argv[0]}: exited with {process.returncode}:\n{output.strip()[-3000:]}",
             tip="read the message above; rerun with the same arguments to reproduce",
         )
-    return str(stdout.decode(errors="replace"))
+    return bytes(stdout)
 
 
 def logged(

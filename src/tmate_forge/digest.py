@@ -13,6 +13,10 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def inputs_digest(parts: Iterable[object]) -> str:
     """A stable digest of a stage's inputs: strings, numbers, lists and dicts."""
     text = json.dumps(list(parts), sort_keys=True, default=str)

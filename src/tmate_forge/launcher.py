@@ -17,6 +17,8 @@ from .toolchain import Toolchain
 
 LAUNCHER = "tmate-ssh-server-launch"
 LIBS = ("-lssh", "-lmbedtls", "-lmbedx509", "-lmbedcrypto")
+# The recipes those libraries come from, for the launcher's SBOM; musl comes with zig.
+LINKED_COMPONENTS = ("libssh", "mbedtls")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from .errors import VerifyError
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,19 +43,68 @@ class OciImage:
 
 def pack_layout(folder: Path, archive: Path, mtime: int) -> None:
     """Write the OCI layout in folder as an uncompressed tar at archive."""
-    paths = sorted(folder.rglob("*"))
+    files = {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    _write_layout_tar(files, archive, mtime)
+
+
+def _write_layout_tar(files: dict[str, bytes], archive: Path, mtime: int) -> None:
+    """A tar of the files and the folders above them, sorted, with fixed times and owners."""
+    folders = {parent.as_posix() for name in files for parent in Path(name).parents}
+    folders.discard(".")
+    entries: dict[str, bytes | None] = {**dict.fromkeys(folders), **files}
     with tarfile.open(archive, "w", format=tarfile.USTAR_FORMAT) as out:
-        for path in paths:
-            info = out.gettarinfo(path, arcname=path.relative_to(folder).as_posix())
+        for name in sorted(entries):
+            data = entries[name]
+            info = tarfile.TarInfo(name)
             info.mtime = mtime
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isdir():
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
                 out.addfile(info)
             else:
-                with path.open("rb") as content:
-                    out.addfile(info, content)
+                info.mode, info.size = 0o644, len(data)
+                out.addfile(info, io.BytesIO(data))
+
+
+def pack_index(images: Sequence[Path], archive: Path, ref: str, mtime: int) -> str:
+    """One oci-archive holding the images of several single-image archives, under an
+    image index whose entries carry each image's platform; returns the index's digest."""
+    files: dict[str, bytes] = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
+    descriptors = []
+    for path in images:
+        with tarfile.open(path, "r:") as tar:
+            source = _Archive(path, tar)
+            image = read_image(path)
+            manifest_blob = _single_manifest(source)
+            config_blob = _blob(image.manifest["config"])
+            for blob in (manifest_blob, config_blob, *image.layers):
+                files[f"blobs/sha256/{blob.digest.removeprefix('sha256:')}"] = source.blob(blob)
+        platform = {"architecture": image.config["architecture"], "os": image.config["os"]}
+        if variant := image.config.get("variant"):
+            platform["variant"] = variant
+        descriptors.append({"mediaType": MANIFEST_TYPE, "digest": manifest_blob.digest,
+                            "size": manifest_blob.size, "platform": platform})  # fmt: skip
+    index = _canonical({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": descriptors})
+    index_digest = f"sha256:{hashlib.sha256(index).hexdigest()}"
+    files[f"blobs/sha256/{index_digest.removeprefix('sha256:')}"] = index
+    # The layout's own index.json names the image index, so that `podman load` and
+    # `skopeo copy --all oci-archive:...` find every platform through one reference.
+    top = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [{
+        "mediaType": INDEX_TYPE, "digest": index_digest, "size": len(index),
+        "annotations": {"org.opencontainers.image.ref.name": ref},
+    }]}  # fmt: skip
+    files["index.json"] = _canonical(top)
+    _write_layout_tar(files, archive, mtime)
+    return index_digest
+
+
+def _canonical(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 class _Archive:
@@ -96,24 +146,29 @@ def read_image(path: Path) -> OciImage:
     """The single image of an oci-archive, every blob checked against its digest."""
     with tarfile.open(path, "r:") as tar:
         archive = _Archive(path, tar)
-        index = json.loads(archive.read("index.json"))
-        manifests = [_blob(d) for d in index.get("manifests", [])]
-        if len(manifests) != 1 or manifests[0].media_type != MANIFEST_TYPE:
-            raise VerifyError(f"{path}: index.json: expected one image manifest, found "
-                              f"{[m.media_type for m in manifests]}",
-                              tip="pass a single-architecture image archive")  # fmt: skip
-        manifest = archive.json(manifests[0])
+        top = _single_manifest(archive)
+        manifest = archive.json(top)
         config_blob = _blob(manifest["config"])
         layers = tuple(_blob(d) for d in manifest["layers"])
         unpacked = sum(len(_layer_tar(archive.blob(layer), layer)) for layer in layers)
         return OciImage(
-            manifest_digest=manifests[0].digest,
+            manifest_digest=top.digest,
             manifest=manifest,
             config=archive.json(config_blob),
             layers=layers,
-            compressed_size=manifests[0].size + config_blob.size + sum(b.size for b in layers),
+            compressed_size=top.size + config_blob.size + sum(b.size for b in layers),
             uncompressed_size=unpacked,
         )
+
+
+def _single_manifest(archive: _Archive) -> Blob:
+    index = json.loads(archive.read("index.json"))
+    manifests = [_blob(d) for d in index.get("manifests", [])]
+    if len(manifests) != 1 or manifests[0].media_type != MANIFEST_TYPE:
+        raise VerifyError(f"{archive.path}: index.json: expected one image manifest, found "
+                          f"{[m.media_type for m in manifests]}",
+                          tip="pass a single-architecture image archive")  # fmt: skip
+    return manifests[0]
 
 
 def _layer_tar(data: bytes, layer: Blob) -> bytes:

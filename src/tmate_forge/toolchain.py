@@ -98,3 +98,13 @@ def _write_wrapper(path: Path, argv: list[str]) -> None:
     partial.write_text(text)
     partial.chmod(0o755)
     os.replace(partial, path)
+
+
+def musl_version(zig: Path) -> str:
+    """The version of the musl sources zig builds its libc from (lib/libc/musl)."""
+    header = zig.parent / "lib" / "libc" / "musl" / "src" / "internal" / "version.h"
+    for line in header.read_text().splitlines():
+        if line.startswith("#define VERSION "):
+            return line.split('"')[1]
+    raise ToolMissingError(f"{header}: no VERSION line; is this zig's musl?",
+                           tip="reinstall the pinned ziglang package")  # fmt: skip
