@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="write dist/ARCH/*.oci.tar only; do not load it into podman",
     )
+    release = stages.add_parser(
+        "release",
+        parents=[common],
+        help="every architecture, the image index, SBOMs, the source bundle and SHA256SUMS",
+    )
+    release.add_argument(
+        "--assemble-only",
+        action="store_true",
+        help="take each architecture's artifacts as they are in dist/ARCH (the CI's last job)",
+    )
     return parser
 
 
@@ -75,8 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline.run_compile(layout, parse_arch(args.arch), args.component)
         elif args.stage == "apk":
             pipeline.run_apk(layout, parse_arch(args.arch))
-        else:
+        elif args.stage == "image":
             pipeline.run_image(layout, parse_arch(args.arch), load=args.load)
+        else:
+            pipeline.run_release(layout, assemble_only=args.assemble_only)
     except ForgeError as err:
         if args.debug:
             traceback.print_exc()

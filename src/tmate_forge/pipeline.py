@@ -3,7 +3,9 @@ when their stamps are current, so any stage can be asked for on a fresh checkout
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,20 +13,22 @@ from pathlib import Path
 from . import log
 from .apk import ApkConfig, ApkResult, build_apk, combined_licence
 from .apkv2 import SigningKey
-from .arch import Arch
-from .cmd import require_tool
+from .arch import ARCHES, Arch
+from .cmd import capture, require_tool
 from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
-from .errors import UsageError, did_you_mean
+from .errors import ForgeError, UsageError, did_you_mean
 from .image import ImageConfig, ImageResult, build_image, run_line
+from .launcher import LAUNCHER
 from .layout import Layout
 from .lock import exclusive
 from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
 from .pkgver import snapshot_pkgver
 from .recipe import GitSource, Recipe, build_order, load_recipes
+from .release import SUMS, ArchBuild, ReleaseConfig, ReleaseResult, assemble_release, check_sums
 from .signing import load_signing_key
 from .sources import FetchedSource, SourcesConfig, commit_time, fetch_sources
-from .toolchain import prepare_toolchain
+from .toolchain import musl_version, prepare_toolchain, zig_binary
 
 
 def run_sources(layout: Layout, target: str = PRODUCT) -> list[FetchedSource]:
@@ -124,14 +128,46 @@ def _package_settings() -> _PackageSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class _Facts:
+    """What packaging needs to know of tmate-ssh-server's pinned source."""
+
+    recipe: Recipe
+    pkgver: str  # 2.3.0_git20230602-r0
+    created: int  # SOURCE_DATE_EPOCH, or else the pinned commit's time
+
+
+@dataclass(frozen=True, kw_only=True)
 class _Product:
-    """The published build of tmate-ssh-server, with what packaging needs to know of it."""
+    """The published build of tmate-ssh-server, with the facts of its source."""
 
     compiled: CompileResult
     trees: tuple[PatchedTree, ...]  # every component, for licences
-    recipe: Recipe  # tmate-ssh-server's
-    pkgver: str  # 2.3.0_git20230602-r0
-    created: int  # SOURCE_DATE_EPOCH, or else the pinned commit's time
+    facts: _Facts
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.facts.recipe
+
+    @property
+    def pkgver(self) -> str:
+        return self.facts.pkgver
+
+    @property
+    def created(self) -> int:
+        return self.facts.created
+
+
+def _facts(source: FetchedSource, settings: _PackageSettings) -> _Facts:
+    committed = commit_time(source)
+    pkgver = snapshot_pkgver(source.recipe.version, _utc_date(committed), 0,
+                             where=str(source.recipe.path))  # fmt: skip
+    created = settings.epoch if settings.epoch is not None else committed
+    return _Facts(recipe=source.recipe, pkgver=pkgver, created=created)
+
+
+def _product_facts(layout: Layout, settings: _PackageSettings) -> _Facts:
+    source = next(f for f in run_sources(layout, PRODUCT) if f.recipe.name == PRODUCT)
+    return _facts(source, settings)
 
 
 def _build_product(layout: Layout, arch: Arch, settings: _PackageSettings) -> _Product:
@@ -139,16 +175,7 @@ def _build_product(layout: Layout, arch: Arch, settings: _PackageSettings) -> _P
     compiled = _compile_trees(layout, arch, trees, PRODUCT)
     assert compiled is not None
     source = next(f for f in fetched if f.recipe.name == PRODUCT)
-    committed = commit_time(source)
-    pkgver = snapshot_pkgver(source.recipe.version, _utc_date(committed), 0,
-                             where=str(source.recipe.path))  # fmt: skip
-    return _Product(
-        compiled=compiled,
-        trees=tuple(trees),
-        recipe=source.recipe,
-        pkgver=pkgver,
-        created=settings.epoch if settings.epoch is not None else committed,
-    )
+    return _Product(compiled=compiled, trees=tuple(trees), facts=_facts(source, settings))
 
 
 def _apk(layout: Layout, arch: Arch, settings: _PackageSettings, product: _Product) -> ApkResult:
@@ -180,20 +207,7 @@ def run_image(layout: Layout, arch: Arch, *, load: bool = True) -> ImageResult:
     with exclusive(layout.build(arch)):
         product = _build_product(layout, arch, settings)
         package = _apk(layout, arch, settings, product)
-        config = ImageConfig(
-            arch=arch,
-            package=package.package,
-            version=product.pkgver,
-            revision=_revision(product.recipe),
-            source=product.recipe.homepage,
-            licenses=combined_licence(tree.recipe.license for tree in product.trees),
-            created=product.created,
-            work=layout.build(arch),
-            dist=layout.dist(arch),
-            load=load,
-        )
-        with log.step(f"image {config.version} [{arch}]"):
-            result = build_image(config)
+        result = _image(layout, arch, product, package, load=load)
     summarize([result.archive])
     image = result.image
     log.info(f"manifest {image.manifest_digest}")
@@ -204,6 +218,121 @@ def run_image(layout: Layout, arch: Arch, *, load: bool = True) -> ImageResult:
         log.info(f"loaded as {result.name}; run it with:")
         log.info(f"  {run_line(result.name)}")
     return result
+
+
+def _image(
+    layout: Layout, arch: Arch, product: _Product, package: ApkResult, *, load: bool
+) -> ImageResult:
+    config = ImageConfig(
+        arch=arch,
+        package=package.package,
+        version=product.pkgver,
+        revision=_revision(product.recipe),
+        source=product.recipe.homepage,
+        licenses=combined_licence(tree.recipe.license for tree in product.trees),
+        created=product.created,
+        work=layout.build(arch),
+        dist=layout.dist(arch),
+        load=load,
+    )
+    with log.step(f"image {config.version} [{arch}]"):
+        return build_image(config)
+
+
+def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult | None:
+    """Every architecture through the image stage, then the release's own artifacts.
+
+    With assemble_only, the per-architecture artifacts are taken as they are in dist/
+    (the release CI builds each architecture in its own job). A dist/ that holds a
+    finished release is left alone: a no-op when SHA256SUMS checks out, else an error.
+    """
+    dist = layout.root / "dist"
+    if (dist / SUMS).is_file():
+        _finished_release(dist)
+        return None
+    settings = _package_settings()
+    if not assemble_only:
+        require_tool("buildah", "build the OCI images")
+    builds, facts = [], None
+    for arch in ARCHES:
+        with log.step(f"release [{arch}]"), _prefixed_errors(f"release [{arch}]"):
+            with exclusive(layout.build(arch)):
+                if assemble_only:
+                    facts = _product_facts(layout, settings)
+                    builds.append(_built_in_dist(layout, arch, facts.pkgver))
+                    continue
+                product = _build_product(layout, arch, settings)
+                package = _apk(layout, arch, settings, product)
+                image = _image(layout, arch, product, package, load=False)
+                facts = product.facts
+            builds.append(ArchBuild(
+                arch=arch, binary=product.compiled.binary, debug=product.compiled.debug,
+                launcher=product.compiled.launcher, launcher_debug=product.compiled.launcher_debug,
+                manifest=product.compiled.manifest, package=package.package, index=package.index,
+                image=image.archive,
+            ))  # fmt: skip
+    assert facts is not None
+    zig = zig_binary()
+    config = ReleaseConfig(
+        builds=tuple(builds),
+        sources=tuple(run_sources(layout)),
+        root=layout.root,
+        version=facts.pkgver,
+        musl=musl_version(zig),
+        zig=capture([str(zig), "version"], echo=False).strip(),
+        created=facts.created,
+        public_key=dist / "keys" / settings.key.name,
+        dist=dist,
+    )
+    with log.step(f"release {facts.pkgver}: image index, sources, SBOMs, {SUMS}"):
+        result = assemble_release(config)
+    summarize([result.index, result.bundle, result.sums])
+    log.info(f"image index {result.index_digest}")
+    return result
+
+
+def _finished_release(dist: Path) -> None:
+    problems = check_sums(dist)
+    if problems:
+        raise UsageError(
+            f"{dist / SUMS}: dist/ holds a finished release, but {len(problems)} of its "
+            f"files no longer match: {', '.join(problems[:5])}",
+            tip="a release is never overwritten: move dist/ away, then run it again",
+        )
+    log.info(f"{dist / SUMS}: dist/ holds a finished release and every file checks out; "
+             "nothing to do (move dist/ away to make a new one)")  # fmt: skip
+    return
+
+
+@contextlib.contextmanager
+def _prefixed_errors(where: str) -> Iterator[None]:
+    """Name the architecture in an error from inside a release."""
+    try:
+        yield
+    except ForgeError as err:
+        raise type(err)(f"{where}: {err.message}", tip=err.tip) from err
+
+
+def _built_in_dist(layout: Layout, arch: Arch, pkgver: str) -> ArchBuild:
+    """The artifacts of one architecture that an earlier job left in dist/ARCH."""
+    folder = layout.dist(arch)
+    build = ArchBuild(
+        arch=arch,
+        binary=folder / PRODUCT,
+        debug=folder / f"{PRODUCT}.debug",
+        launcher=folder / LAUNCHER,
+        launcher_debug=folder / f"{LAUNCHER}.debug",
+        manifest=folder / f"{PRODUCT}.manifest.json",
+        package=folder / f"{PRODUCT}-{pkgver}.apk",
+        index=folder / "APKINDEX.tar.gz",
+        image=folder / f"{PRODUCT}-{pkgver}.oci.tar",
+    )
+    missing = [str(p) for p in vars(build).values() if isinstance(p, Path) and not p.is_file()]
+    if missing:
+        raise UsageError(f"--assemble-only: missing from dist/{arch}: {', '.join(missing)}",
+                         tip=f"run `nox -s image -- --arch {arch}` first, or put that job's "
+                         f"dist/{arch} in place")  # fmt: skip
+    return build
 
 
 def _text_setting(name: str, default: str) -> str:

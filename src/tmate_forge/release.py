@@ -1,0 +1,190 @@
+"""Stage `release`, its last part: the multi-arch image index, the corresponding-source
+bundle, an SPDX SBOM per artifact, and dist/SHA256SUMS over all of it, written last.
+
+The per-architecture artifacts come from the earlier stages (or, in the release CI,
+from one job per architecture). SHA256SUMS is written only once everything else is in
+place, so its presence means a finished release; without it, nothing is half-published.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spdx_tools.spdx.model import PackagePurpose
+
+from . import log
+from .apk import combined_licence
+from .arch import Arch
+from .atomic import replacing, write_atomically
+from .compile import PRODUCT
+from .digest import file_sha256
+from .errors import VerifyError
+from .launcher import LINKED_COMPONENTS
+from .ocilayout import pack_index
+from .sbom import Artifact, Component, sbom_document, write_sbom
+from .sourcebundle import BundleConfig, BundledSource, build_bundle
+from .sources import FetchedSource
+
+SUMS = "SHA256SUMS"
+MUSL = "musl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchBuild:
+    """What the earlier stages wrote to dist/ARCH for one architecture."""
+
+    arch: Arch
+    binary: Path
+    debug: Path
+    launcher: Path
+    launcher_debug: Path
+    manifest: Path  # the compile manifest: components, versions, sources, patches
+    package: Path  # the APK
+    index: Path  # its APKINDEX.tar.gz
+    image: Path  # the oci-archive
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseConfig:
+    builds: tuple[ArchBuild, ...]
+    sources: tuple[FetchedSource, ...]
+    root: Path  # the project checkout: patches, recipes and build scripts
+    version: str  # the package version: 2.3.0_git20230602-r0
+    musl: str  # the version of zig's musl, linked into every binary
+    zig: str  # zig's version
+    created: int  # SOURCE_DATE_EPOCH, or the pinned commit's time
+    public_key: Path  # dist/keys/NAME.rsa.pub, the key that signed the packages
+    dist: Path  # dist/
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseResult:
+    sums: Path
+    index: Path
+    index_digest: str
+    bundle: Path
+    sboms: tuple[Path, ...]
+
+
+def assemble_release(config: ReleaseConfig) -> ReleaseResult:
+    bundle = build_bundle(BundleConfig(
+        sources=config.sources, root=config.root, name=f"{PRODUCT}-{config.version}-sources",
+        mtime=config.created, dist=config.dist,
+    ))  # fmt: skip
+    index = config.dist / f"{PRODUCT}-{config.version}.oci.tar"
+    with replacing(index) as partial:
+        digest = pack_index([b.image for b in config.builds], partial,
+                            f"localhost/{PRODUCT}:{config.version}", config.created)  # fmt: skip
+    log.info(f"{index.name}: image index {digest} for {', '.join(b.arch for b in config.builds)}")
+
+    sboms = []
+    for build in config.builds:
+        components = _components(build.manifest, bundle.sources, config)
+        for artifact in _artifacts(build, components):
+            sbom = artifact.path.with_name(f"{artifact.path.name}.spdx.json")
+            write_sbom(sbom_document(artifact, components, bundle.bundle.name, config.created),
+                       sbom)  # fmt: skip
+            sboms.append(sbom)
+    all_components = _components(config.builds[0].manifest, bundle.sources, config)
+    index_artifact = Artifact(path=index, purpose=PackagePurpose.CONTAINER,
+                              components=tuple(c.name for c in all_components),
+                              license=_licence(all_components))  # fmt: skip
+    sbom = index.with_name(f"{index.name}.spdx.json")
+    write_sbom(sbom_document(index_artifact, all_components, bundle.bundle.name, config.created),
+               sbom)  # fmt: skip
+    sboms.append(sbom)
+    log.info(f"{len(sboms)} SPDX 2.3 SBOMs, validated")
+
+    published = [config.public_key, bundle.bundle, index, *sboms]
+    for build in config.builds:
+        published += [build.binary, build.debug, build.launcher, build.launcher_debug,
+                      build.manifest, build.package, build.index, build.image]  # fmt: skip
+    sums = write_sums(config.dist, published)
+    return ReleaseResult(sums=sums, index=index, index_digest=digest, bundle=bundle.bundle,
+                         sboms=tuple(sboms))  # fmt: skip
+
+
+def _licence(components: Sequence[Component]) -> str:
+    return combined_licence(component.license for component in components)
+
+
+def _artifacts(build: ArchBuild, components: Sequence[Component]) -> list[Artifact]:
+    everything = tuple(c.name for c in components)
+    launcher_parts = tuple(c.name for c in components if c.name in (*LINKED_COMPONENTS, MUSL))
+    whole = _licence(components)
+    launcher = _licence([c for c in components if c.name in launcher_parts])
+    app, archive = PackagePurpose.APPLICATION, PackagePurpose.INSTALL
+    return [
+        Artifact(path=build.binary, purpose=app, components=everything, license=whole),
+        Artifact(path=build.debug, purpose=PackagePurpose.FILE, components=everything,
+                 license=whole),
+        Artifact(path=build.launcher, purpose=app, components=launcher_parts, license=launcher),
+        Artifact(path=build.launcher_debug, purpose=PackagePurpose.FILE,
+                 components=launcher_parts, license=launcher),
+        Artifact(path=build.package, purpose=archive, components=everything, license=whole),
+        Artifact(path=build.image, purpose=PackagePurpose.CONTAINER, components=everything,
+                 license=whole),
+    ]  # fmt: skip
+
+
+def _components(
+    manifest_path: Path, bundled: dict[str, BundledSource], config: ReleaseConfig
+) -> list[Component]:
+    """The components the compile manifest records, plus the musl that zig links in."""
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    components = []
+    for entry in manifest["components"]:
+        source = entry["source"]
+        download = (f"git+{source['git']}@{source['commit']}" if "git" in source
+                    else source["url"])  # fmt: skip
+        patches = tuple(_patch_file(config.root, entry["name"], p, manifest_path)
+                        for p in entry["patches"])  # fmt: skip
+        components.append(Component(
+            name=entry["name"], version=entry["version"], license=entry["license"],
+            download=download, source=bundled[entry["name"]], patches=patches,
+        ))  # fmt: skip
+    components.append(Component(
+        name=MUSL, version=config.musl, license="MIT", download=None, source=None, patches=(),
+        comment=f"the libc of the toolchain: zig {config.zig} (PyPI package ziglang) builds it "
+        "from the musl sources it carries in lib/libc/musl",
+    ))  # fmt: skip
+    return components
+
+
+def _patch_file(root: Path, component: str, entry: dict[str, str], manifest: Path) -> Path:
+    path = root / "patches" / component / entry["name"]
+    actual = file_sha256(path) if path.is_file() else "missing"
+    if actual != entry["sha256"]:
+        raise VerifyError(
+            f"{path}: {manifest.name} records SHA-256 {entry['sha256']}, the file has "
+            f"{actual}: the patches changed since the build",
+            tip="run the release again from a clean work tree, so that it rebuilds",
+        )
+    return path
+
+
+def write_sums(dist: Path, paths: Sequence[Path]) -> Path:
+    """dist/SHA256SUMS in the format `sha256sum -c` reads, paths relative to dist/."""
+    names = sorted({p.relative_to(dist).as_posix() for p in paths})
+    lines = [f"{file_sha256(dist / name)}  {name}\n" for name in names]
+    sums = dist / SUMS
+    write_atomically(sums, "".join(lines).encode())
+    log.info(f"{sums}: {len(lines)} files")
+    return sums
+
+
+def check_sums(dist: Path) -> list[str]:
+    """The problems `sha256sum -c` would report for dist/SHA256SUMS: [] when it checks out."""
+    problems = []
+    for line in (dist / SUMS).read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        path = dist / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif file_sha256(path) != digest:
+            problems.append(f"{name}: changed")
+    return problems
