@@ -746,15 +746,17 @@ static bool reap(pid_t server, bool *server_done, int *server_status)
 /*
  * Signals our direct children, found through /proc. We cannot use kill(-1)
  * because outside a PID namespace it would hit every process of the host.
+ * Returns how many could not be signalled for want of permission.
  */
-static void signal_children(int sig)
+static int signal_children(int sig)
 {
     DIR *proc = opendir("/proc");
     struct dirent *de;
     pid_t self = getpid();
+    int refused = 0;
 
     if (proc == NULL)
-        return;
+        return 0;
     while ((de = readdir(proc)) != NULL) {
         char path[64], buf[512];
         const char *paren;
@@ -770,11 +772,13 @@ static void signal_children(int sig)
         /* "pid (comm) state ppid": comm may hold spaces and parentheses. */
         if (fgets(buf, sizeof(buf), f) != NULL &&
             (paren = strrchr(buf, ')')) != NULL &&
-            sscanf(paren + 1, " %*c %d", &ppid) == 1 && ppid == self)
-            kill((pid_t)atoi(de->d_name), sig);
+            sscanf(paren + 1, " %*c %d", &ppid) == 1 && ppid == self &&
+            kill((pid_t)atoi(de->d_name), sig) < 0 && errno == EPERM)
+            refused++;
         fclose(f);
     }
     closedir(proc);
+    return refused;
 }
 
 /* Waits for the next signal, or until timeout_ms (-1: forever). */
@@ -804,7 +808,17 @@ static void stop_children(int sfd, pid_t server)
     int unused_status;
 
     while (reap(server, &unused_done, &unused_status)) {
-        signal_children(now_ms() < deadline ? SIGTERM : SIGKILL);
+        /*
+         * Sessions run as nobody. In a container with only the capabilities
+         * the jail needs (no CAP_KILL) we may not signal them. As PID 1 that
+         * does not matter: when we exit, the kernel kills every process left
+         * in our PID namespace. Elsewhere there is nothing more we can do.
+         */
+        if (signal_children(now_ms() < deadline ? SIGTERM : SIGKILL) > 0) {
+            if (getpid() != 1)
+                warn("cannot signal the remaining session processes; leaving them");
+            return;
+        }
         next_signal(sfd, STOP_TICK_MS);
     }
 }

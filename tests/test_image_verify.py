@@ -433,14 +433,21 @@ def _key_files(running: Running) -> dict[str, tuple[str, int, int]]:
     return result
 
 
-def test_podman_stop_is_quick(image: Image) -> None:
+def test_podman_stop_is_quick_with_a_session_open(image: Image, tmp_path: Path) -> None:
+    """The session processes run as nobody, and the launcher holds no CAP_KILL: it must
+    still be gone within podman's grace, leaving the rest to the kernel as PID 1."""
     with container(image, shell=False) as running:
-        start = time.monotonic()
-        _podman_cmd(["podman", "stop", "--time", "10", running.name])
-        elapsed = time.monotonic() - start
+        fingerprints = running.fingerprints()
+        with tmate_session("127.0.0.1", running.port, fingerprints, tmp_path / "c"):
+            start = time.monotonic()
+            _podman_cmd(["podman", "stop", "--time", "10", running.name])
+            elapsed = time.monotonic() - start
         assert running.inspect("{{.State.Running}}") == "false"
-    # 10 s is podman's grace before SIGKILL: under 2 s means the launcher handled SIGTERM.
+        exit_code = running.inspect("{{.State.ExitCode}}")
+    # 10 s is podman's grace before SIGKILL (exit 137): under 2 s, with the launcher's
+    # own exit code, means the launcher handled SIGTERM and did not wait on the session.
     assert elapsed < 2.0, f"podman stop took {elapsed:.2f} s"
+    assert exit_code != "137", running.logs()
 
 
 @pytest.mark.parametrize(
