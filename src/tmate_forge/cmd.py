@@ -49,18 +49,32 @@ def require_tool(name: str, why: str) -> str:
     return found
 
 
-def capture(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) -> str:
+def capture(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: bool = True,
+) -> str:
     """Run a command and return its standard output; raise BuildError if it fails."""
-    return capture_bytes(argv, cwd=cwd, echo=echo).decode(errors="replace")
+    return capture_bytes(argv, cwd=cwd, env=env, echo=echo).decode(errors="replace")
 
 
-def capture_bytes(argv: Sequence[str], *, cwd: Path | None = None, echo: bool = True) -> bytes:
+def capture_bytes(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: bool = True,
+) -> bytes:
     """Run a command and return its standard output as bytes; BuildError if it fails."""
     if echo:
         log.command(argv, str(cwd) if cwd else None)
     command = _program(argv[0], why=f"run {argv[0]}")[list(argv[1:])]
     if cwd is not None:
         command = command.with_cwd(cwd)
+    if env:
+        command = command.with_env(**env)
     process = command.popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:

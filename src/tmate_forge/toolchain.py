@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -74,8 +75,10 @@ def zig_binary() -> Path:
 
 def prepare_toolchain(arch: Arch, build: Path, cache: Path) -> Toolchain:
     """Write the wrapper scripts for one architecture and return the toolchain."""
-    zig = zig_binary()
-    version = capture([str(zig), "version"], echo=False).strip()
+    installed = zig_binary()
+    version = capture([str(installed), "version"], echo=False).strip()
+    zig = _stable_zig(installed, version, cache / "toolchain")
+    _build_libc(zig, musl_triple(arch), cache)
     bin_dir = build / "toolchain" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     triple = musl_triple(arch)
@@ -88,6 +91,57 @@ def prepare_toolchain(arch: Arch, build: Path, cache: Path) -> Toolchain:
         _write_wrapper(bin_dir / name, argv)
     log.info(f"zig {version} for {triple}, cache {cache / 'zig'}")
     return Toolchain(arch=arch, zig=zig, version=version, bin=bin_dir, cache=cache / "zig")
+
+
+def _stable_zig(installed: Path, version: str, toolchains: Path) -> Path:
+    """zig, from one place in the cache whichever virtual environment installed it.
+
+    zig writes its own location into the debug info of the libc it builds, and keys its
+    cache of that libc by it; run from each checkout's nox environment, every checkout
+    would build and embed a different path. The copy is made of hard links where the
+    file system allows, so it costs no space.
+    """
+    home = toolchains / f"zig-{version}"
+    stamp = f"{version} {installed.stat().st_size}\n"
+    marker = home / ".tmate-forge-complete"
+    if marker.is_file() and marker.read_text() == stamp:
+        return home / "zig"
+    partial = toolchains / f".zig-{version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+    toolchains.mkdir(parents=True, exist_ok=True)
+    log.info(f"zig {version}: {installed.parent} -> {home}")
+    shutil.copytree(installed.parent, partial, copy_function=_link_or_copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (partial / marker.name).write_text(stamp)
+    os.replace(partial, home)
+    return home / "zig"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _build_libc(zig: Path, triple: str, cache: Path) -> None:
+    """Have zig build (or find in its cache) musl for the target, working in /.
+
+    The first program linked for a target builds zig's libc, whose debug info records
+    the folder zig ran in. Linking a trivial program from / first makes that folder the
+    same for every checkout; later links find the libc in zig's cache.
+    """
+    scratch = cache / "toolchain" / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    source = scratch / "empty.c"
+    source.write_text("int main(void) { return 0; }\n")
+    output = scratch / f"empty-{triple}"
+    env = {"ZIG_GLOBAL_CACHE_DIR": str(cache / "zig"),
+           "ZIG_LOCAL_CACHE_DIR": str(cache / "zig" / "local")}  # fmt: skip
+    capture([str(zig), "cc", "-target", triple, "-static", *BASE_CFLAGS, str(source), "-o",
+             str(output)], cwd=Path("/"), env=env, echo=False)  # fmt: skip
+    output.unlink(missing_ok=True)
 
 
 def _write_wrapper(path: Path, argv: list[str]) -> None:
