@@ -63,6 +63,20 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def release(session: nox.Session) -> None:
+    """Build and check every architecture, the image index, SBOMs, sources and SHA256SUMS."""
+    session.install("-e", ".[test]")
+    session.run("tmate-forge", "release", *session.posargs)
+    # The checks of a release: its sums and SBOMs, then each architecture's image under
+    # podman with a real tmate session (aarch64 under qemu). --assemble-only skips the
+    # image checks: in the release CI each architecture's job has run them already.
+    session.run("pytest", "-m", "release", "--release-dist")
+    if "--assemble-only" not in session.posargs:
+        for arch in ("x86_64", "aarch64"):
+            session.run("pytest", "-m", "image", "--image-arch", arch)
+
+
+@nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite; slow tests build with zig, mirror tests need TMATE_FORGE_MIRROR."""
     session.install("-e", ".[test]")

