@@ -15,6 +15,10 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
 PYTHON = "3.11"
+ARCHES = ("x86_64", "aarch64")
+# Seconds nox waits after Ctrl-C before it sends SIGTERM: pytest's fixtures stop and
+# remove their containers, volumes and images in that time.
+PYTEST_CLEANUP = 60.0
 
 
 def _forge(session: nox.Session, stage: str) -> None:
@@ -57,9 +61,12 @@ def verify(session: nox.Session) -> None:
     """Check the image of dist/ARCH under podman with pytest-testinfra (-- --arch ARCH)."""
     session.install("-e", ".[test]")
     parser = argparse.ArgumentParser(prog="nox -s verify --")
-    parser.add_argument("--arch", default=platform.machine(), help="x86_64 or aarch64")
+    parser.add_argument("--arch", default=platform.machine(), choices=ARCHES)
     args, pytest_args = parser.parse_known_args(session.posargs)
-    session.run("pytest", "-m", "image", "--image-arch", args.arch, *pytest_args)
+    # -m last: pytest keeps the last one, and verify must not run anything but the image
+    # checks. The interrupt timeout gives pytest time to remove its containers on Ctrl-C.
+    session.run("pytest", *pytest_args, "-m", "image", "--image-arch", args.arch,
+                interrupt_timeout=PYTEST_CLEANUP)  # fmt: skip
 
 
 @nox.session(python=PYTHON)
@@ -70,17 +77,18 @@ def release(session: nox.Session) -> None:
     # The checks of a release: its sums and SBOMs, then each architecture's image under
     # podman with a real tmate session (aarch64 under qemu). --assemble-only skips the
     # image checks: in the release CI each architecture's job has run them already.
-    session.run("pytest", "-m", "release", "--release-dist")
+    session.run("pytest", "-m", "release", "--release-dist", interrupt_timeout=PYTEST_CLEANUP)
     if "--assemble-only" not in session.posargs:
-        for arch in ("x86_64", "aarch64"):
-            session.run("pytest", "-m", "image", "--image-arch", arch)
+        for arch in ARCHES:
+            session.run("pytest", "-m", "image", "--image-arch", arch,
+                        interrupt_timeout=PYTEST_CLEANUP)  # fmt: skip
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite; slow tests build with zig, mirror tests need TMATE_FORGE_MIRROR."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs, interrupt_timeout=PYTEST_CLEANUP)
 
 
 @nox.session(python=PYTHON, tags=["maintenance"], default=False)

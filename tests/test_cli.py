@@ -101,17 +101,25 @@ def test_second_run_in_the_same_build_folder_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("SOURCE_DATE_EPOCH", "abc"), ("TMATE_FORGE_PACKAGER", "a\nb")]
+    ("variable", "value"),
+    [
+        ("SOURCE_DATE_EPOCH", "abc"),
+        ("SOURCE_DATE_EPOCH", "\u00b2"),  # a digit to str.isdigit, not to int()
+        ("SOURCE_DATE_EPOCH", "99999999999"),  # past what a tar header holds
+        ("TMATE_FORGE_PACKAGER", "a\nb"),
+    ],
 )
+@pytest.mark.parametrize("stage", ["apk", "image", "release"])
 def test_bad_package_setting_fails_before_any_build(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     variable: str,
     value: str,
+    stage: str,
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.delenv("TMATE_FORGE_SIGNING_KEY", raising=False)
     monkeypatch.setenv(variable, value)
-    assert main(["--root", str(tmp_path / "no-project"), "apk"]) == UsageError.exit_code
+    assert main(["--root", str(tmp_path / "no-project"), stage]) == UsageError.exit_code
     assert f"ERROR: {variable}=" in capsys.readouterr().err

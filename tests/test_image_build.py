@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from plumbum import local
 
 from tmate_forge.apkread import read_payload
 from tmate_forge.apkv2 import Entry, PackageInfo, SigningKey, build_package
 from tmate_forge.arch import Arch
 from tmate_forge.errors import BuildError, ToolMissingError, VerifyError
-from tmate_forge.image import ImageConfig, build_image
+from tmate_forge.image import REPOSITORY, ImageConfig, build_image
 from tmate_forge.ocilayout import layer_files, read_image
 from tmate_forge.rootfs import image_files
 
@@ -168,6 +170,8 @@ def test_config_and_annotations(tmp_path: Path, key: SigningKey) -> None:
     assert config["Volumes"] == {"/etc/tmate-keys": {}}
     assert config["StopSignal"] == "SIGTERM"
     assert "Labels" not in config  # no builder label: the bytes do not depend on buildah
+    # No empty base.name and base.digest: the image has no base.
+    assert not [key for key in image.manifest["annotations"] if ".base." in key]
     assert (image.config["os"], image.config["architecture"]) == ("linux", "amd64")
     assert image.config["created"] == "2023-06-02T14:18:46Z"
     annotations = image.manifest["annotations"]
@@ -217,24 +221,36 @@ def test_a_failed_build_keeps_the_previous_archive(tmp_path: Path, key: SigningK
 
 
 @pytest.mark.usefixtures("buildah")
-def test_an_interrupted_build_leaves_nothing_behind(tmp_path: Path, key: SigningKey) -> None:
-    """SIGINT while buildah runs: no archive, no scratch folder, no working container."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("during", ["$ buildah add", "$ buildah commit"])
+def test_an_interrupted_build_leaves_nothing_behind(
+    tmp_path: Path, key: SigningKey, sig: signal.Signals, during: str
+) -> None:
+    """SIGINT or SIGTERM while buildah runs, with the handler the command line installs:
+    no archive, no scratch folder, no working container. The real buildah runs behind a
+    wrapper that waits 2 s first, so that the signal lands while that step runs."""
     package = write_package(tmp_path / "pkg", key)
     containers = _containers()
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "buildah").write_text(f'#!/bin/sh\nsleep 2\nexec {shutil.which("buildah")} "$@"\n')
+    (slow / "buildah").chmod(0o755)
     script = f"""
-import pathlib, sys
+import pathlib, signal, sys
 sys.path[:0] = [{str(ROOT)!r}]
 from tests.test_image_build import config_for
+from tmate_forge.cli import _raise_terminated
 from tmate_forge.image import build_image
+signal.signal(signal.SIGTERM, _raise_terminated)
 build_image(config_for(pathlib.Path({str(package)!r}), pathlib.Path({str(tmp_path)!r})))
 """
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PATH": f"{slow}:{os.environ['PATH']}"}
     process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE,
                                text=True, env=env)  # fmt: skip
     assert process.stderr is not None
     for line in process.stderr:
-        if "$ buildah add" in line:  # the working container exists from here on
-            process.send_signal(signal.SIGINT)
+        if during in line:  # the working container exists from buildah add on
+            process.send_signal(sig)
             break
     process.communicate(timeout=60)
     assert process.returncode != 0
@@ -243,6 +259,46 @@ build_image(config_for(pathlib.Path({str(package)!r}), pathlib.Path({str(tmp_pat
     )
     assert list((tmp_path / "build" / "x86_64").iterdir()) == []
     assert _containers() == containers
+
+
+@pytest.mark.usefixtures("buildah")
+def test_the_archive_names_its_architecture(tmp_path: Path, key: SigningKey) -> None:
+    """`podman load -i` uses this name: an aarch64 archive must not take the plain tag."""
+    result = build_image(config_for(write_package(tmp_path / "pkg", key), tmp_path, "aarch64"))
+    with tarfile.open(result.archive) as archive:
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+    (reference,) = [m["annotations"]["org.opencontainers.image.ref.name"]
+                    for m in index["manifests"]]  # fmt: skip
+    assert reference == "localhost/tmate-ssh-server:2.3.0_git20230602-r0-aarch64"
+
+
+@pytest.mark.usefixtures("buildah")
+def test_a_failed_load_keeps_the_archive_and_says_how_to_load(
+    tmp_path: Path, key: SigningKey, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A stand-in skopeo that fails (the real one cannot be made to fail on demand), put
+    first on PATH: the stage still delivers its archive."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "skopeo").write_text("#!/bin/sh\necho 'storage is read-only' >&2\nexit 1\n")
+    (fake / "skopeo").chmod(0o755)
+    path = f"{fake}:{os.environ['PATH']}"
+    monkeypatch.setenv("PATH", path)
+    config = config_for(write_package(tmp_path / "pkg", key), tmp_path)
+    # A version of its own: should the stand-in not be used, no real tag is replaced.
+    config = ImageConfig(**{**vars(config), "version": "0.0.0_test-r0", "load": True})
+    with local.env(PATH=path):  # plumbum keeps its own copy of the environment
+        try:
+            result = build_image(config)
+        finally:
+            subprocess.run(["podman", "rmi", f"{REPOSITORY}:0.0.0_test-r0"],
+                           capture_output=True, check=False)  # fmt: skip
+    assert result.archive.is_file()
+    assert not result.loaded
+    err = capsys.readouterr().err
+    assert "WARNING: the image was not loaded" in err
+    assert f"podman load -i {result.archive}" in err
 
 
 def test_missing_buildah_is_named(tmp_path: Path, key: SigningKey,

@@ -75,11 +75,13 @@ def _missing_tools() -> list[str]:
 
 
 def _archive_in_dist(arch: Arch) -> Path:
-    found = sorted((ROOT / "dist" / arch).glob(f"{PRODUCT}-*.oci.tar"),
-                   key=lambda p: p.stat().st_mtime)  # fmt: skip
+    found = sorted((ROOT / "dist" / arch).glob(f"{PRODUCT}-*.oci.tar"))
     if not found:
         pytest.fail(f"no image in dist/{arch}: run `nox -s image -- --arch {arch}` first")
-    return found[-1]  # the newest, when older versions are still there
+    if len(found) > 1:
+        pytest.fail(f"dist/{arch} holds {len(found)} images ({', '.join(p.name for p in found)}): "
+                    "remove the ones not to check, then run verify again")  # fmt: skip
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +258,12 @@ def test_rebuilding_from_the_package_gives_the_same_bytes(image: Image, tmp_path
     again = build_image(config)
     assert again.image.manifest_digest == image.oci.manifest_digest
     assert again.archive.read_bytes() == image.archive.read_bytes()
+
+
+def test_file_name_matches_the_version_inside(image: Image) -> None:
+    version = image.oci.manifest["annotations"]["org.opencontainers.image.version"]
+    assert image.archive.name == f"{PRODUCT}-{version}.oci.tar"
+    assert image.oci.config["architecture"] == {"x86_64": "amd64", "aarch64": "arm64"}[image.arch]
 
 
 def test_loaded_image_has_the_archive_digest(image: Image) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -69,8 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that every cleanup on the way out runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Python's default SIGTERM ends the process without running `finally` blocks: a
+    # `timeout`, a CI cancel or `kill` would leave scratch folders and buildah containers.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     # Filled here, not by set_defaults: the shared --root action would then carry the
     # default into the subparser, which would overwrite a --root given before the stage.
     args.root = getattr(args, "root", Path.cwd())
@@ -106,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ERROR: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print("ERROR: stopped by SIGTERM; run the same command again to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 

@@ -9,7 +9,7 @@ manifest digest. The archive is then copied into the local container storage.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import platform
 import shutil
 import tempfile
@@ -20,8 +20,10 @@ from pathlib import Path
 from . import log
 from .apkread import read_payload
 from .arch import Arch
+from .atomic import replacing
 from .cmd import capture, require_tool
 from .compile import PRODUCT
+from .errors import ForgeError
 from .launcher import LAUNCHER
 from .ocilayout import OciImage, pack_layout, read_image
 from .rootfs import KEYS_FOLDER, image_files, write_rootfs_tar
@@ -33,6 +35,7 @@ PORT = "2222/tcp"
 # tests drop each in turn and watch a session fail.
 CAPABILITIES = ("SYS_ADMIN", "SYS_CHROOT", "SETGID", "SETUID")
 
+_SCRATCH = "image."  # the prefix of the stage's scratch folders in build/ARCH
 _PLATFORM: dict[Arch, tuple[str, str]] = {"x86_64": ("amd64", ""), "aarch64": ("arm64", "v8")}
 
 
@@ -66,23 +69,27 @@ def local_name(arch: Arch, version: str) -> str:
 
 
 def build_image(config: ImageConfig) -> ImageResult:
+    """Build the image; the caller holds the lock of build/ARCH."""
     require_tool("buildah", "build the OCI image")
     name = local_name(config.arch, config.version)
     archive = config.dist / f"{PRODUCT}-{config.version}.oci.tar"
     config.work.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=config.work, prefix="image."))
+    for stale in config.work.glob(f"{_SCRATCH}*"):  # left by a run that was SIGKILLed
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(dir=config.work, prefix=_SCRATCH))
     try:
         files = image_files(read_payload(config.package))
         rootfs = scratch / "rootfs.tar"
         write_rootfs_tar(files, config.created, rootfs)
         log.info(f"{len(files)} paths from {config.package.name}, OpenRC left out")
         layout = scratch / "layout"
-        _buildah_commit(config, rootfs, f"oci:{layout}:{REPOSITORY}:{config.version}")
-        config.dist.mkdir(parents=True, exist_ok=True)
-        partial = scratch / archive.name
-        pack_layout(layout, partial, config.created)
-        image = read_image(partial)
-        os.replace(partial, archive)
+        # The reference inside the archive names the architecture, so that loading it
+        # with `podman load` never replaces the host's image with another architecture's.
+        reference = f"{REPOSITORY}:{config.version}-{config.arch}"
+        _buildah_commit(config, rootfs, f"oci:{layout}:{reference}")
+        with replacing(archive) as partial:
+            pack_layout(layout, partial, config.created)
+            image = read_image(partial)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     loaded = config.load and _load(archive, name)
@@ -97,8 +104,12 @@ def _buildah_commit(config: ImageConfig, rootfs: Path, destination: str) -> None
         capture(["buildah", "commit", "--quiet", "--identity-label=false",
                  "--disable-compression=false", "--timestamp", str(config.created),
                  container, destination])  # fmt: skip
-    finally:
-        capture(["buildah", "rm", container])
+    except BaseException:
+        # The first error is the one to report; a failing clean-up only gets a line.
+        with contextlib.suppress(ForgeError):
+            capture(["buildah", "rm", container])
+        raise
+    capture(["buildah", "rm", container])
 
 
 def _config_flags(config: ImageConfig) -> list[str]:
@@ -131,17 +142,42 @@ def _config_flags(config: ImageConfig) -> list[str]:
         flags += ["--variant", variant]
     for key, value in annotations.items():
         flags += ["--annotation", f"{key}={value}"]
+    # buildah adds empty base.name and base.digest for FROM scratch; there is no base.
+    flags += ["--annotation", "org.opencontainers.image.base.name-",
+              "--annotation", "org.opencontainers.image.base.digest-"]  # fmt: skip
     return flags
 
 
 def _load(archive: Path, name: str) -> bool:
-    """Copy the archive into the local container storage, when podman is here to use it."""
+    """Copy the archive into the local container storage, when podman is here to use it.
+
+    The archive is the stage's product; a failure to load it is reported, not fatal.
+    """
+    later = f"load it later with `podman load -i {archive}`"
     if shutil.which("podman") is None or shutil.which("skopeo") is None:
-        log.info("podman or skopeo is not installed: the image was not loaded; "
-                 f"load it later with `podman load -i {archive}`")  # fmt: skip
+        log.info(f"podman or skopeo is not installed: the image was not loaded; {later}")
         return False
-    capture(["skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"containers-storage:{name}"])
+    previous = _image_id(name)
+    try:
+        capture(["skopeo", "copy", "--quiet", f"oci-archive:{archive}",
+                 f"containers-storage:{name}"])  # fmt: skip
+    except ForgeError as err:
+        log.info(f"WARNING: the image was not loaded: {err.message.splitlines()[-1]}; {later}")
+        return False
+    if previous and previous != _image_id(name):
+        # The image this name had before, now untagged: remove it unless a container or
+        # another name still uses it.
+        with contextlib.suppress(ForgeError):
+            capture(["podman", "image", "rm", previous], echo=False)
     return True
+
+
+def _image_id(name: str) -> str:
+    try:
+        return capture(["podman", "image", "inspect", "--format", "{{.Id}}", name],
+                       echo=False).strip()  # fmt: skip
+    except ForgeError:
+        return ""
 
 
 def run_line(name: str) -> str:

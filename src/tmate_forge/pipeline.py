@@ -109,6 +109,9 @@ def run_apk(layout: Layout, arch: Arch) -> ApkResult:
     return result
 
 
+_LAST_TAR_TIME = 8**11 - 1  # the largest mtime of a ustar header: the year 2242
+
+
 @dataclass(frozen=True, kw_only=True)
 class _PackageSettings:
     key: SigningKey
@@ -121,8 +124,10 @@ def _package_settings() -> _PackageSettings:
     key = load_signing_key()
     packager = _text_setting("TMATE_FORGE_PACKAGER", "tmate-forge")
     epoch = _text_setting("SOURCE_DATE_EPOCH", "")
-    if epoch and not epoch.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970",
+    # ASCII digits only (str.isdigit also takes "²"), and no later than a tar header holds.
+    if epoch and not (epoch.isascii() and epoch.isdigit() and int(epoch) <= _LAST_TAR_TIME):
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970, "
+                         f"from 0 to {_LAST_TAR_TIME}",
                          tip="unset it, or set it to e.g. $(git log -1 --format=%ct)")  # fmt: skip
     return _PackageSettings(key=key, packager=packager, epoch=int(epoch) if epoch else None)
 
