@@ -12,7 +12,6 @@ from pathlib import Path
 
 from . import log
 from .apk import ApkConfig, ApkResult, build_apk, combined_licence
-from .apkv2 import SigningKey
 from .arch import ARCHES, Arch
 from .cmd import capture, require_tool
 from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
@@ -26,7 +25,7 @@ from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
 from .pkgver import snapshot_pkgver
 from .recipe import GitSource, Recipe, build_order, load_recipes
 from .release import SUMS, ArchBuild, ReleaseConfig, ReleaseResult, assemble_release, check_sums
-from .signing import load_signing_key
+from .settings import PackageSettings, package_settings
 from .sources import FetchedSource, SourcesConfig, commit_time, fetch_sources
 from .toolchain import musl_version, prepare_toolchain, zig_binary
 
@@ -102,34 +101,11 @@ def _compile_trees(
 
 def run_apk(layout: Layout, arch: Arch) -> ApkResult:
     """Build (or reuse) the static binaries, then package them as a signed APK and index."""
-    settings = _package_settings()
+    settings = package_settings()
     with exclusive(layout.build(arch)):
         result = _apk(layout, arch, settings, _build_product(layout, arch, settings))
     summarize([result.package, result.index, result.public_key])
     return result
-
-
-_LAST_TAR_TIME = 8**11 - 1  # the largest mtime of a ustar header: the year 2242
-
-
-@dataclass(frozen=True, kw_only=True)
-class _PackageSettings:
-    key: SigningKey
-    packager: str
-    epoch: int | None  # SOURCE_DATE_EPOCH, when it is set
-
-
-def _package_settings() -> _PackageSettings:
-    # Settings and the key first: a bad one should not wait for a five-minute build.
-    key = load_signing_key()
-    packager = _text_setting("TMATE_FORGE_PACKAGER", "tmate-forge")
-    epoch = _text_setting("SOURCE_DATE_EPOCH", "")
-    # ASCII digits only (str.isdigit also takes "²"), and no later than a tar header holds.
-    if epoch and not (epoch.isascii() and epoch.isdigit() and int(epoch) <= _LAST_TAR_TIME):
-        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970, "
-                         f"from 0 to {_LAST_TAR_TIME}",
-                         tip="unset it, or set it to e.g. $(git log -1 --format=%ct)")  # fmt: skip
-    return _PackageSettings(key=key, packager=packager, epoch=int(epoch) if epoch else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +138,7 @@ class _Product:
         return self.facts.created
 
 
-def _facts(source: FetchedSource, settings: _PackageSettings) -> _Facts:
+def _facts(source: FetchedSource, settings: PackageSettings) -> _Facts:
     committed = commit_time(source)
     pkgver = snapshot_pkgver(source.recipe.version, _utc_date(committed), 0,
                              where=str(source.recipe.path))  # fmt: skip
@@ -170,12 +146,12 @@ def _facts(source: FetchedSource, settings: _PackageSettings) -> _Facts:
     return _Facts(recipe=source.recipe, pkgver=pkgver, created=created)
 
 
-def _product_facts(layout: Layout, settings: _PackageSettings) -> _Facts:
+def _product_facts(layout: Layout, settings: PackageSettings) -> _Facts:
     source = next(f for f in run_sources(layout, PRODUCT) if f.recipe.name == PRODUCT)
     return _facts(source, settings)
 
 
-def _build_product(layout: Layout, arch: Arch, settings: _PackageSettings) -> _Product:
+def _build_product(layout: Layout, arch: Arch, settings: PackageSettings) -> _Product:
     fetched, trees = _patch(layout, arch, PRODUCT)
     compiled = _compile_trees(layout, arch, trees, PRODUCT)
     assert compiled is not None
@@ -183,7 +159,7 @@ def _build_product(layout: Layout, arch: Arch, settings: _PackageSettings) -> _P
     return _Product(compiled=compiled, trees=tuple(trees), facts=_facts(source, settings))
 
 
-def _apk(layout: Layout, arch: Arch, settings: _PackageSettings, product: _Product) -> ApkResult:
+def _apk(layout: Layout, arch: Arch, settings: PackageSettings, product: _Product) -> ApkResult:
     config = ApkConfig(
         arch=arch,
         compiled=product.compiled,
@@ -207,7 +183,7 @@ def _revision(recipe: Recipe) -> str:
 
 def run_image(layout: Layout, arch: Arch, *, load: bool = True) -> ImageResult:
     """Build (or reuse) the APK, then build the OCI image from its payload."""
-    settings = _package_settings()
+    settings = package_settings()
     require_tool("buildah", "build the OCI image")
     with exclusive(layout.build(arch)):
         product = _build_product(layout, arch, settings)
@@ -255,7 +231,7 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     if (dist / SUMS).is_file():
         _finished_release(dist)
         return None
-    settings = _package_settings()
+    settings = package_settings()
     if not assemble_only:
         require_tool("buildah", "build the OCI images")
     builds, facts = [], None
@@ -338,15 +314,6 @@ def _built_in_dist(layout: Layout, arch: Arch, pkgver: str) -> ArchBuild:
                          tip=f"run `nox -s image -- --arch {arch}` first, or put that job's "
                          f"dist/{arch} in place")  # fmt: skip
     return build
-
-
-def _text_setting(name: str, default: str) -> str:
-    """An environment setting that goes into .PKGINFO: one line, no control characters."""
-    value = os.environ.get(name, default)
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise UsageError(f"{name}={value!r}: control characters are not allowed",
-                         tip=f"set {name} to a single line of text")  # fmt: skip
-    return value
 
 
 def _utc_date(seconds: int) -> date:
