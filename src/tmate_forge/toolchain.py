@@ -8,9 +8,11 @@ lives in the persistent cache so that a fresh checkout does not pay for it again
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -106,15 +108,21 @@ def _stable_zig(installed: Path, version: str, toolchains: Path) -> Path:
     marker = home / ".tmate-forge-complete"
     if marker.is_file() and marker.read_text() == stamp:
         return home / "zig"
-    partial = toolchains / f".zig-{version}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(home, ignore_errors=True)
     toolchains.mkdir(parents=True, exist_ok=True)
     log.info(f"zig {version}: {installed.parent} -> {home}")
-    shutil.copytree(installed.parent, partial, copy_function=_link_or_copy,
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    (partial / marker.name).write_text(stamp)
-    os.replace(partial, home)
+    # A folder of our own, renamed into place: another run doing the same at the same
+    # time is never disturbed, and the one that renames first wins.
+    partial = Path(tempfile.mkdtemp(dir=toolchains, prefix=f".zig-{version}."))
+    try:
+        shutil.copytree(installed.parent, partial / "zig", copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        (partial / "zig" / marker.name).write_text(stamp)
+        if home.exists() and not (marker.is_file() and marker.read_text() == stamp):
+            shutil.rmtree(home)  # an incomplete copy, or another build of this version
+        with contextlib.suppress(OSError):  # another run renamed its copy first
+            os.replace(partial / "zig", home)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return home / "zig"
 
 
