@@ -12,18 +12,21 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from spdx_tools.spdx.model import PackagePurpose, RelationshipType
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
+from tmate_forge import pipeline
 from tmate_forge.apkv2 import SigningKey
 from tmate_forge.arch import Arch
 from tmate_forge.cli import main
 from tmate_forge.digest import sha256_bytes
-from tmate_forge.errors import UsageError, VerifyError
+from tmate_forge.errors import BuildError, UsageError, VerifyError
 from tmate_forge.image import build_image
 from tmate_forge.layout import Layout
 from tmate_forge.ocilayout import pack_index
@@ -280,3 +283,42 @@ def test_cli_release_over_a_changed_dist_exits_2(tmp_path: Path) -> None:
     dist.mkdir()
     (dist / "SHA256SUMS").write_text(f"{'0' * 64}  gone.tar.gz\n")
     assert main(["release", "--root", str(tmp_path)]) == 2
+
+
+def test_a_failing_architecture_stops_the_release_without_sums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The per-architecture build is a stand-in here: a real aarch64 build that fails takes
+    minutes and tmate-ssh-server's source. x86_64 "builds" at once; aarch64 fails as a
+    compile step does. What is real is the release around them: its error and exit code,
+    and that no SHA256SUMS, image index or bundle is written."""
+    require_tools("buildah")
+    key = tmp_path / "key.rsa"
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption()))  # fmt: skip
+    monkeypatch.setenv("TMATE_FORGE_SIGNING_KEY", str(key))
+    built: list[Arch] = []
+
+    def build_product(layout: Layout, arch: Arch, settings: object) -> SimpleNamespace:
+        if arch == "aarch64":
+            raise BuildError("compile libssh 0.11.5 [aarch64]: `make -j2` failed with exit 2")
+        built.append(arch)
+        files = {name: tmp_path / name for name in ("binary", "debug", "launcher",
+                                                     "launcher_debug", "manifest")}  # fmt: skip
+        return SimpleNamespace(facts=None, compiled=SimpleNamespace(**files))
+
+    package = SimpleNamespace(package=tmp_path / "apk", index=tmp_path / "APKINDEX.tar.gz")
+    monkeypatch.setattr(pipeline, "_build_product", build_product)
+    monkeypatch.setattr(pipeline, "_apk", lambda *args: package)
+    monkeypatch.setattr(pipeline, "_image", lambda *args, load: SimpleNamespace(archive=None))
+
+    assert main(["release", "--root", str(tmp_path)]) == BuildError.exit_code
+    assert built == ["x86_64"]
+    error = capsys.readouterr().err
+    assert "ERROR: release [aarch64]: compile libssh 0.11.5 [aarch64]: `make -j2` failed" in error
+    dist = tmp_path / "dist"
+    assert not (dist / "SHA256SUMS").exists()
+    assert not list(dist.glob("*.oci.tar"))
+    assert not list(dist.glob("*-sources.tar.gz"))
