@@ -238,20 +238,8 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     for arch in ARCHES:
         with log.step(f"release [{arch}]"), _prefixed_errors(f"release [{arch}]"):
             with exclusive(layout.build(arch)):
-                if assemble_only:
-                    facts = _product_facts(layout, settings)
-                    builds.append(_built_in_dist(layout, arch, facts.pkgver))
-                    continue
-                product = _build_product(layout, arch, settings)
-                package = _apk(layout, arch, settings, product)
-                image = _image(layout, arch, product, package, load=False)
-                facts = product.facts
-            builds.append(ArchBuild(
-                arch=arch, binary=product.compiled.binary, debug=product.compiled.debug,
-                launcher=product.compiled.launcher, launcher_debug=product.compiled.launcher_debug,
-                manifest=product.compiled.manifest, package=package.package, index=package.index,
-                image=image.archive,
-            ))  # fmt: skip
+                build, facts = _release_arch(layout, arch, settings, assemble_only=assemble_only)
+            builds.append(build)
     assert facts is not None
     zig = zig_binary()
     config = ReleaseConfig(
@@ -270,6 +258,25 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     summarize([result.index, result.bundle, result.sums])
     log.info(f"image index {result.index_digest}")
     return result
+
+
+def _release_arch(
+    layout: Layout, arch: Arch, settings: PackageSettings, *, assemble_only: bool
+) -> tuple[ArchBuild, _Facts]:
+    """One architecture's artifacts: built through the image stage, or as dist/ARCH has them."""
+    if assemble_only:
+        facts = _product_facts(layout, settings)
+        return _built_in_dist(layout, arch, facts.pkgver), facts
+    product = _build_product(layout, arch, settings)
+    package = _apk(layout, arch, settings, product)
+    image = _image(layout, arch, product, package, load=False)
+    compiled = product.compiled
+    build = ArchBuild(
+        arch=arch, binary=compiled.binary, debug=compiled.debug, launcher=compiled.launcher,
+        launcher_debug=compiled.launcher_debug, manifest=compiled.manifest,
+        package=package.package, index=package.index, image=image.archive,
+    )  # fmt: skip
+    return build, product.facts
 
 
 def _finished_release(dist: Path) -> None:
