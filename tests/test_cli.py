@@ -106,6 +106,7 @@ def test_second_run_in_the_same_build_folder_is_refused(tmp_path: Path) -> None:
         ("SOURCE_DATE_EPOCH", "abc"),
         ("SOURCE_DATE_EPOCH", "\u00b2"),  # a digit to str.isdigit, not to int()
         ("SOURCE_DATE_EPOCH", "99999999999"),  # past what a tar header holds
+        ("SOURCE_DATE_EPOCH", "1" * 5000),  # more digits than int() converts
         ("TMATE_FORGE_PACKAGER", "a\nb"),
     ],
 )

@@ -25,7 +25,9 @@ def package_settings() -> PackageSettings:
     packager = _text_setting("TMATE_FORGE_PACKAGER", "tmate-forge")
     epoch = _text_setting("SOURCE_DATE_EPOCH", "")
     # ASCII digits only (str.isdigit also takes "\u00b2"), no later than a tar header holds.
-    if epoch and not (epoch.isascii() and epoch.isdigit() and int(epoch) <= LAST_TAR_TIME):
+    # The length first: int() refuses strings of more than 4300 digits with a ValueError.
+    if epoch and not (epoch.isascii() and epoch.isdigit() and len(epoch) <= len(str(LAST_TAR_TIME))
+                      and int(epoch) <= LAST_TAR_TIME):  # fmt: skip
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970, "
                          f"from 0 to {LAST_TAR_TIME}",
                          tip="unset it, or set it to e.g. $(git log -1 --format=%ct)")  # fmt: skip
