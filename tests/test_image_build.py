@@ -319,3 +319,15 @@ def test_the_archive_is_an_oci_layout(tmp_path: Path, key: SigningKey) -> None:
     assert layout == {"imageLayoutVersion": "1.0.0"}
     assert "index.json" in names
     assert {(m.mtime, m.uid, m.uname) for m in members} == {(EPOCH, 0, "root")}
+
+
+@pytest.mark.usefixtures("buildah")
+@pytest.mark.parametrize("damage", ["cut", "garbage"])
+def test_a_damaged_archive_is_named_not_a_traceback(
+    tmp_path: Path, key: SigningKey, damage: str
+) -> None:
+    archive = build_image(config_for(write_package(tmp_path / "pkg", key), tmp_path)).archive
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2] if damage == "cut" else os.urandom(5000))
+    with pytest.raises(VerifyError, match=rf"{re.escape(str(archive))}: not a readable oci-arch"):
+        read_image(archive)

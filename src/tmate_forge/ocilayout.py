@@ -8,11 +8,13 @@ prints and the tests check.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import tarfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +79,9 @@ def pack_index(images: Sequence[Path], archive: Path, ref: str, mtime: int) -> s
     files: dict[str, bytes] = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
     descriptors = []
     for path in images:
-        with tarfile.open(path, "r:") as tar:
+        image = read_image(path)
+        with _readable(path), tarfile.open(path, "r:") as tar:
             source = _Archive(path, tar)
-            image = read_image(path)
             manifest_blob = _single_manifest(source)
             config_blob = _blob(image.manifest["config"])
             for blob in (manifest_blob, config_blob, *image.layers):
@@ -142,9 +144,20 @@ def _blob(descriptor: dict[str, Any]) -> Blob:
                 media_type=descriptor["mediaType"])  # fmt: skip
 
 
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """A cut or foreign archive is reported as this file's fault, not as a traceback."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, KeyError,
+            TypeError) as err:  # fmt: skip
+        raise VerifyError(f"{path}: not a readable oci-archive: {type(err).__name__}: {err}",
+                          tip="rebuild it with `nox -s image -- --arch ARCH`") from err  # fmt: skip
+
+
 def read_image(path: Path) -> OciImage:
     """The single image of an oci-archive, every blob checked against its digest."""
-    with tarfile.open(path, "r:") as tar:
+    with _readable(path), tarfile.open(path, "r:") as tar:
         archive = _Archive(path, tar)
         top = _single_manifest(archive)
         manifest = archive.json(top)
@@ -178,7 +191,7 @@ def _layer_tar(data: bytes, layer: Blob) -> bytes:
 def layer_files(path: Path) -> Iterator[tuple[Blob, tarfile.TarInfo, bytes]]:
     """Every entry of every layer of the image at path, with a regular file's content."""
     image = read_image(path)
-    with tarfile.open(path, "r:") as tar:
+    with _readable(path), tarfile.open(path, "r:") as tar:
         archive = _Archive(path, tar)
         for layer in image.layers:
             data = _layer_tar(archive.blob(layer), layer)
