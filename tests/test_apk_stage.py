@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
@@ -30,12 +29,9 @@ LAUNCHER_VARIABLES = ("SSH_KEYS_PATH", "SSH_HOSTNAME", "SSH_PORT_LISTEN", "SSH_P
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> ApkResult:
+def built() -> ApkResult:
     if mirror_with_tmate() is None:
         pytest.skip(NEEDS_MIRROR)
-    config = tmp_path_factory.mktemp("config")
-    os.environ["XDG_CONFIG_HOME"] = str(config)  # a signing key of the tests' own
-    os.environ.pop("TMATE_FORGE_SIGNING_KEY", None)
     return run_apk(layout_from_env(ROOT), "x86_64")
 
 
