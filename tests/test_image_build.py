@@ -28,7 +28,7 @@ from tmate_forge.apkread import read_payload
 from tmate_forge.apkv2 import Entry, PackageInfo, SigningKey, build_package
 from tmate_forge.arch import Arch
 from tmate_forge.errors import BuildError, ToolMissingError, VerifyError
-from tmate_forge.image import REPOSITORY, ImageConfig, build_image
+from tmate_forge.image import REPOSITORY, ImageConfig, build_image, working_container
 from tmate_forge.ocilayout import layer_files, read_image
 from tmate_forge.rootfs import image_files
 
@@ -331,3 +331,25 @@ def test_a_damaged_archive_is_named_not_a_traceback(
     archive.write_bytes(data[: len(data) // 2] if damage == "cut" else os.urandom(5000))
     with pytest.raises(VerifyError, match=rf"{re.escape(str(archive))}: not a readable oci-arch"):
         read_image(archive)
+
+
+@pytest.mark.usefixtures("buildah")
+def test_a_container_left_by_a_killed_run_is_removed(tmp_path: Path, key: SigningKey) -> None:
+    """A SIGKILL cannot run the clean-up; the next run of the same build folder removes
+    the working container that one left, by its name."""
+    config = config_for(write_package(tmp_path / "pkg", key), tmp_path)
+    name = working_container(config.work)
+    subprocess.run(["buildah", "from", "--quiet", "--name", name, "scratch"],
+                   capture_output=True, check=True)  # fmt: skip
+    try:
+        assert name in _container_names()
+        build_image(config)
+        assert name not in _container_names()
+    finally:
+        subprocess.run(["buildah", "rm", name], capture_output=True, check=False)
+
+
+def _container_names() -> list[str]:
+    out = subprocess.run(["buildah", "containers", "--format", "{{.ContainerName}}"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.split()

@@ -23,6 +23,7 @@ from .arch import Arch
 from .atomic import replacing
 from .cmd import capture, require_tool
 from .compile import PRODUCT
+from .digest import sha256_bytes
 from .errors import ForgeError
 from .launcher import LAUNCHER
 from .ocilayout import OciImage, pack_layout, read_image
@@ -96,8 +97,17 @@ def build_image(config: ImageConfig) -> ImageResult:
     return ImageResult(archive=archive, image=image, name=name, loaded=loaded)
 
 
+def working_container(work: Path) -> str:
+    """The name of this build folder's buildah container: one per checkout and arch."""
+    return f"tmate-forge-{work.name}-{sha256_bytes(str(work).encode())[:12]}"
+
+
 def _buildah_commit(config: ImageConfig, rootfs: Path, destination: str) -> None:
-    container = capture(["buildah", "from", "--quiet", "scratch"]).strip()
+    name = working_container(config.work)
+    # Left by a run that was SIGKILLed (nothing else uses it: the caller holds the lock).
+    with contextlib.suppress(ForgeError):
+        capture(["buildah", "rm", name], echo=False)
+    container = capture(["buildah", "from", "--quiet", "--name", name, "scratch"]).strip()
     try:
         capture(["buildah", "add", "--quiet", container, str(rootfs), "/"])
         capture(["buildah", "config", *_config_flags(config), container])
