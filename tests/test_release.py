@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,7 +34,7 @@ from tmate_forge.layout import Layout
 from tmate_forge.ocilayout import pack_index
 from tmate_forge.pipeline import run_release
 from tmate_forge.recipe import ArchiveSource, BuildSpec, GitSource, Recipe
-from tmate_forge.release import check_sums, write_sums
+from tmate_forge.release import check_sums, release_files, write_sums
 from tmate_forge.sbom import Artifact, Component, sbom_document, write_sbom
 from tmate_forge.sourcebundle import BundleConfig, BundledSource, build_bundle
 from tmate_forge.sources import FetchedSource
@@ -251,13 +253,14 @@ def _layout(root: Path) -> Layout:
 
 
 def _finished_release(root: Path) -> Path:
-    """A dist/ with one released file and its SHA256SUMS; returns the file."""
+    """A dist/ with every file of a release (stand-ins) and its SHA256SUMS; returns one."""
     dist = root / "dist"
-    (dist / "x86_64").mkdir(parents=True)
-    artifact = dist / "x86_64" / "tmate-ssh-server"
-    artifact.write_bytes(b"released")
-    write_sums(dist, [artifact])
-    return artifact
+    files = [*release_files(dist, "1.0"), dist / "keys" / "tests-0000.rsa.pub"]
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"released")
+    write_sums(dist, files)
+    return dist / "x86_64" / "tmate-ssh-server"
 
 
 def test_a_finished_release_is_a_no_op(tmp_path: Path) -> None:
@@ -267,6 +270,27 @@ def test_a_finished_release_is_a_no_op(tmp_path: Path) -> None:
     assert run_release(_layout(tmp_path)) is None
     assert (dist / "SHA256SUMS").read_bytes() == before
     assert artifact.read_bytes() == b"released"
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda text: text.replace("aarch64/tmate-ssh-server\n", "x\n"),
+         "aarch64/tmate-ssh-server: not listed"),
+        (lambda text: "", "expected one *-sources.tar.gz, found 0"),
+        (lambda text: text + f"{'0' * 64}  ../../etc/hostname\n", "line 33: not `SHA-256  PATH`"),
+        (lambda text: "\udcff\n", "SHA256SUMS: not UTF-8 text"),
+    ],
+    ids=["a-line-dropped", "emptied", "outside-dist", "not-utf8"],
+)  # fmt: skip
+def test_an_edited_sums_file_is_refused(
+    tmp_path: Path, edit: Callable[[str], str], problem: str
+) -> None:
+    _finished_release(tmp_path)
+    sums = tmp_path / "dist" / "SHA256SUMS"
+    sums.write_bytes(edit(sums.read_text()).encode(errors="surrogateescape"))
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        run_release(_layout(tmp_path))
 
 
 def test_a_changed_release_is_not_overwritten(tmp_path: Path) -> None:
@@ -322,3 +346,4 @@ def test_a_failing_architecture_stops_the_release_without_sums(
     assert not (dist / "SHA256SUMS").exists()
     assert not list(dist.glob("*.oci.tar"))
     assert not list(dist.glob("*-sources.tar.gz"))
+

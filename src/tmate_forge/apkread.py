@@ -3,7 +3,8 @@
 The image stage takes its files from the package rather than from the build folder, so
 the package and the image cannot drift apart. The package is checked on the way: three
 gzip members, and the data member's SHA-256 equal to the `datahash` its control member
-declares (the signature over that control member is apk-tools' job, and the tests').
+declares. `signer` checks the signature over the control member (or over an index) with
+the public keys of a folder, as apk does, for a release assembled from another job's files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import io
 import tarfile
 import zlib
 from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .apkv2 import Entry
 from .errors import VerifyError
@@ -82,3 +87,60 @@ def read_payload(path: Path) -> list[Entry]:
                 raise VerifyError(f"{path}: {member.name}: unexpected tar entry type "
                                   f"{member.type!r} in the payload", tip=_TIP)  # fmt: skip
     return entries
+
+
+_SIGNATURE = ".SIGN.RSA256."
+
+
+def signer(path: Path, keys: Path, *, index: bool = False) -> Path:
+    """The public key in keys whose RSA-SHA256 signature the package at path carries over
+    its control member, or the index at path (index=True) over all that follows."""
+    members = _gzip_members(path, path.read_bytes())
+    name, signature = _signature(path, members)
+    key = keys / name
+    if "/" in name or not key.is_file():
+        raise VerifyError(f"{path}: signed by {name!r}, which is not in {keys}",
+                          tip="put the public half of the key that signed it there")  # fmt: skip
+    try:
+        public = serialization.load_pem_public_key(key.read_bytes())
+    except ValueError as err:
+        raise VerifyError(f"{key}: not a PEM public key: {err}", tip=_TIP) from err
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise VerifyError(f"{key}: not an RSA public key", tip=_TIP)
+
+    signed = b"".join(m[0] for m in members[1:]) if index else members[1][0]
+    try:
+        public.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as err:
+        raise VerifyError(f"{path}: its signature does not verify with {key}", tip=_TIP) from err
+    return key
+
+
+def _signature(path: Path, members: list[tuple[bytes, bytes]]) -> tuple[str, bytes]:
+    """The key name and the signature in the first member, a cut tar of one entry."""
+    if len(members) < 2:
+        raise VerifyError(f"{path}: expected a signature and what it signs, found "
+                          f"{len(members)} gzip members", tip=_TIP)  # fmt: skip
+    content = members[0][1]
+    try:
+        header = tarfile.TarInfo.frombuf(content[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError as err:
+        raise VerifyError(f"{path}: the first member is no signature: {err}", tip=_TIP) from err
+    if not header.name.startswith(_SIGNATURE):
+        raise VerifyError(f"{path}: expected a {_SIGNATURE}NAME signature first, found "
+                          f"{header.name!r}", tip=_TIP)  # fmt: skip
+    return header.name.removeprefix(_SIGNATURE), content[512 : 512 + header.size]
+
+
+def index_text(path: Path) -> str:
+    """The APKINDEX file inside a signed APKINDEX.tar.gz: the member after the signature."""
+    members = _gzip_members(path, path.read_bytes())
+    if len(members) != 2:
+        raise VerifyError(f"{path}: expected 2 gzip members (signature, index), found "
+                          f"{len(members)}", tip=_TIP)  # fmt: skip
+    try:
+        with tarfile.open(fileobj=io.BytesIO(members[1][1]), mode="r:") as tar:
+            content = tar.extractfile("APKINDEX")
+            return content.read().decode() if content else ""
+    except (tarfile.TarError, KeyError, UnicodeDecodeError) as err:
+        raise VerifyError(f"{path}: no readable APKINDEX in it: {err}", tip=_TIP) from err

@@ -16,16 +16,16 @@ from .arch import ARCHES, Arch
 from .cmd import capture, require_tool
 from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
-from .errors import ForgeError, UsageError, did_you_mean
+from .distcheck import check_arch_build
+from .errors import ForgeError, UsageError, VerifyError, did_you_mean
 from .image import ImageConfig, ImageResult, build_image, run_line
-from .launcher import LAUNCHER
 from .layout import Layout
 from .lock import exclusive
 from .patch import PatchConfig, PatchedTree, check_patch_folders, patch_sources
 from .pkgver import snapshot_pkgver
 from .recipe import GitSource, Recipe, build_order, load_recipes
-from .release import SUMS, ArchBuild, ReleaseConfig, ReleaseResult, assemble_release, check_sums
-from .settings import PackageSettings, package_settings
+from .release import SUMS, ArchBuild, ReleaseConfig, ReleaseResult, assemble_release, check_release
+from .settings import PackageSettings, package_settings, source_date_epoch
 from .sources import FetchedSource, SourcesConfig, commit_time, fetch_sources
 from .toolchain import musl_version, prepare_toolchain, zig_binary
 
@@ -138,17 +138,17 @@ class _Product:
         return self.facts.created
 
 
-def _facts(source: FetchedSource, settings: PackageSettings) -> _Facts:
+def _facts(source: FetchedSource, epoch: int | None) -> _Facts:
     committed = commit_time(source)
     pkgver = snapshot_pkgver(source.recipe.version, _utc_date(committed), 0,
                              where=str(source.recipe.path))  # fmt: skip
-    created = settings.epoch if settings.epoch is not None else committed
+    created = epoch if epoch is not None else committed
     return _Facts(recipe=source.recipe, pkgver=pkgver, created=created)
 
 
-def _product_facts(layout: Layout, settings: PackageSettings) -> _Facts:
+def _product_facts(layout: Layout, epoch: int | None) -> _Facts:
     source = next(f for f in run_sources(layout, PRODUCT) if f.recipe.name == PRODUCT)
-    return _facts(source, settings)
+    return _facts(source, epoch)
 
 
 def _build_product(layout: Layout, arch: Arch, settings: PackageSettings) -> _Product:
@@ -156,7 +156,7 @@ def _build_product(layout: Layout, arch: Arch, settings: PackageSettings) -> _Pr
     compiled = _compile_trees(layout, arch, trees, PRODUCT)
     assert compiled is not None
     source = next(f for f in fetched if f.recipe.name == PRODUCT)
-    return _Product(compiled=compiled, trees=tuple(trees), facts=_facts(source, settings))
+    return _Product(compiled=compiled, trees=tuple(trees), facts=_facts(source, settings.epoch))
 
 
 def _apk(layout: Layout, arch: Arch, settings: PackageSettings, product: _Product) -> ApkResult:
@@ -224,23 +224,15 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     """Every architecture through the image stage, then the release's own artifacts.
 
     With assemble_only, the per-architecture artifacts are taken as they are in dist/
-    (the release CI builds each architecture in its own job). A dist/ that holds a
-    finished release is left alone: a no-op when SHA256SUMS checks out, else an error.
+    (the release CI builds each architecture in its own job), once they are checked
+    against each other. A dist/ that holds a finished release is left alone: a no-op
+    when SHA256SUMS checks out, else an error.
     """
     dist = layout.root / "dist"
     if (dist / SUMS).is_file():
         _finished_release(dist)
         return None
-    settings = package_settings()
-    if not assemble_only:
-        require_tool("buildah", "build the OCI images")
-    builds, facts = [], None
-    for arch in ARCHES:
-        with log.step(f"release [{arch}]"), _prefixed_errors(f"release [{arch}]"):
-            with exclusive(layout.build(arch)):
-                build, facts = _release_arch(layout, arch, settings, assemble_only=assemble_only)
-            builds.append(build)
-    assert facts is not None
+    builds, facts, public_key = (_taken_from_dist if assemble_only else _built)(layout)
     zig = zig_binary()
     config = ReleaseConfig(
         builds=tuple(builds),
@@ -250,7 +242,7 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
         musl=musl_version(zig),
         zig=capture([str(zig), "version"], echo=False).strip(),
         created=facts.created,
-        public_key=dist / "keys" / settings.key.name,
+        public_key=public_key,
         dist=dist,
     )
     with log.step(f"release {facts.pkgver}: image index, sources, SBOMs, {SUMS}"):
@@ -260,36 +252,64 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     return result
 
 
-def _release_arch(
-    layout: Layout, arch: Arch, settings: PackageSettings, *, assemble_only: bool
-) -> tuple[ArchBuild, _Facts]:
-    """One architecture's artifacts: built through the image stage, or as dist/ARCH has them."""
-    if assemble_only:
-        facts = _product_facts(layout, settings)
-        return _built_in_dist(layout, arch, facts.pkgver), facts
-    product = _build_product(layout, arch, settings)
-    package = _apk(layout, arch, settings, product)
-    image = _image(layout, arch, product, package, load=False)
-    compiled = product.compiled
-    build = ArchBuild(
-        arch=arch, binary=compiled.binary, debug=compiled.debug, launcher=compiled.launcher,
-        launcher_debug=compiled.launcher_debug, manifest=compiled.manifest,
-        package=package.package, index=package.index, image=image.archive,
-    )  # fmt: skip
-    return build, product.facts
+_Builds = tuple[list[ArchBuild], _Facts, Path]  # each architecture's, the facts, the key
+
+
+def _built(layout: Layout) -> _Builds:
+    """Each architecture built through the image stage, signed with the user's key."""
+    settings = package_settings()
+    require_tool("buildah", "build the OCI images")
+    builds = []
+    for arch in ARCHES:
+        with _release_step(layout, arch):
+            product = _build_product(layout, arch, settings)
+            package = _apk(layout, arch, settings, product)
+            image = _image(layout, arch, product, package, load=False)
+        compiled = product.compiled
+        builds.append(ArchBuild(
+            arch=arch, binary=compiled.binary, debug=compiled.debug, launcher=compiled.launcher,
+            launcher_debug=compiled.launcher_debug, manifest=compiled.manifest,
+            package=package.package, index=package.index, image=image.archive,
+        ))  # fmt: skip
+    return builds, product.facts, layout.root / "dist" / "keys" / settings.key.name
+
+
+def _taken_from_dist(layout: Layout) -> _Builds:
+    """Each architecture as an earlier job left it in dist/ARCH, checked, and the public
+    key in dist/keys that signed both; no private key is needed for that."""
+    facts = _product_facts(layout, source_date_epoch())
+    keys = layout.root / "dist" / "keys"
+    builds, signers = [], {}
+    for arch in ARCHES:
+        with _release_step(layout, arch):
+            build = _built_in_dist(layout, arch, facts.pkgver)
+            signers[arch] = check_arch_build(build, keys)
+        builds.append(build)
+    if len(set(signers.values())) != 1:
+        found = ", ".join(f"{arch} by {key.name}" for arch, key in signers.items())
+        raise VerifyError(f"--assemble-only: the packages are signed by different keys: {found}",
+                          tip="sign every architecture with the same key")  # fmt: skip
+    return builds, facts, signers[ARCHES[0]]
+
+
+@contextlib.contextmanager
+def _release_step(layout: Layout, arch: Arch) -> Iterator[None]:
+    """One architecture's part of a release: logged, its errors named, its build locked."""
+    where = f"release [{arch}]"
+    with log.step(where), _prefixed_errors(where), exclusive(layout.build(arch)):
+        yield
 
 
 def _finished_release(dist: Path) -> None:
-    problems = check_sums(dist)
+    problems = check_release(dist)
     if problems:
         raise UsageError(
             f"{dist / SUMS}: dist/ holds a finished release, but {len(problems)} of its "
-            f"files no longer match: {', '.join(problems[:5])}",
+            f"checks fail: {', '.join(problems[:5])}",
             tip="a release is never overwritten: move dist/ away, then run it again",
         )
     log.info(f"{dist / SUMS}: dist/ holds a finished release and every file checks out; "
              "nothing to do (move dist/ away to make a new one)")  # fmt: skip
-    return
 
 
 @contextlib.contextmanager
@@ -303,19 +323,8 @@ def _prefixed_errors(where: str) -> Iterator[None]:
 
 def _built_in_dist(layout: Layout, arch: Arch, pkgver: str) -> ArchBuild:
     """The artifacts of one architecture that an earlier job left in dist/ARCH."""
-    folder = layout.dist(arch)
-    build = ArchBuild(
-        arch=arch,
-        binary=folder / PRODUCT,
-        debug=folder / f"{PRODUCT}.debug",
-        launcher=folder / LAUNCHER,
-        launcher_debug=folder / f"{LAUNCHER}.debug",
-        manifest=folder / f"{PRODUCT}.manifest.json",
-        package=folder / f"{PRODUCT}-{pkgver}.apk",
-        index=folder / "APKINDEX.tar.gz",
-        image=folder / f"{PRODUCT}-{pkgver}.oci.tar",
-    )
-    missing = [str(p) for p in vars(build).values() if isinstance(p, Path) and not p.is_file()]
+    build = ArchBuild.in_dist(layout.dist(arch), arch, pkgver)
+    missing = [str(p) for p in build.files() if not p.is_file()]
     if missing:
         raise UsageError(f"--assemble-only: missing from dist/{arch}: {', '.join(missing)}",
                          tip=f"run `nox -s image -- --arch {arch}` first, or put that job's "

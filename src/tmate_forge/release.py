@@ -9,6 +9,7 @@ place, so its presence means a finished release; without it, nothing is half-pub
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,12 @@ from spdx_tools.spdx.model import PackagePurpose
 
 from . import log
 from .apk import combined_licence
-from .arch import Arch
+from .arch import ARCHES, Arch
 from .atomic import replacing, write_atomically
 from .compile import PRODUCT
 from .digest import file_sha256
 from .errors import VerifyError
-from .launcher import LINKED_COMPONENTS
+from .launcher import LAUNCHER, LINKED_COMPONENTS
 from .ocilayout import pack_index
 from .sbom import Artifact, Component, sbom_document, write_sbom
 from .sourcebundle import BundleConfig, BundledSource, build_bundle
@@ -46,6 +47,30 @@ class ArchBuild:
     package: Path  # the APK
     index: Path  # its APKINDEX.tar.gz
     image: Path  # the oci-archive
+
+    @classmethod
+    def in_dist(cls, folder: Path, arch: Arch, version: str) -> ArchBuild:
+        """The names the earlier stages give these files in dist/ARCH."""
+        return cls(
+            arch=arch,
+            binary=folder / PRODUCT,
+            debug=folder / f"{PRODUCT}.debug",
+            launcher=folder / LAUNCHER,
+            launcher_debug=folder / f"{LAUNCHER}.debug",
+            manifest=folder / f"{PRODUCT}.manifest.json",
+            package=folder / f"{PRODUCT}-{version}.apk",
+            index=folder / "APKINDEX.tar.gz",
+            image=folder / f"{PRODUCT}-{version}.oci.tar",
+        )
+
+    def files(self) -> list[Path]:
+        return [self.binary, self.debug, self.launcher, self.launcher_debug, self.manifest,
+                self.package, self.index, self.image]  # fmt: skip
+
+    def described(self) -> list[Path]:
+        """The files that get an SBOM of their own (see _artifacts)."""
+        return [self.binary, self.debug, self.launcher, self.launcher_debug, self.package,
+                self.image]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +110,7 @@ def assemble_release(config: ReleaseConfig) -> ReleaseResult:
     for build in config.builds:
         components = _components(build.manifest, bundle.sources, config)
         for artifact in _artifacts(build, components):
-            sbom = artifact.path.with_name(f"{artifact.path.name}.spdx.json")
+            sbom = sbom_path(artifact.path)
             write_sbom(sbom_document(artifact, components, bundle.bundle.name, config.created),
                        sbom)  # fmt: skip
             sboms.append(sbom)
@@ -93,7 +118,7 @@ def assemble_release(config: ReleaseConfig) -> ReleaseResult:
     index_artifact = Artifact(path=index, purpose=PackagePurpose.CONTAINER,
                               components=tuple(c.name for c in all_components),
                               license=_licence(all_components))  # fmt: skip
-    sbom = index.with_name(f"{index.name}.spdx.json")
+    sbom = sbom_path(index)
     write_sbom(sbom_document(index_artifact, all_components, bundle.bundle.name, config.created),
                sbom)  # fmt: skip
     sboms.append(sbom)
@@ -101,11 +126,25 @@ def assemble_release(config: ReleaseConfig) -> ReleaseResult:
 
     published = [config.public_key, bundle.bundle, index, *sboms]
     for build in config.builds:
-        published += [build.binary, build.debug, build.launcher, build.launcher_debug,
-                      build.manifest, build.package, build.index, build.image]  # fmt: skip
+        published += build.files()
     sums = write_sums(config.dist, published)
     return ReleaseResult(sums=sums, index=index, index_digest=digest, bundle=bundle.bundle,
                          sboms=tuple(sboms))  # fmt: skip
+
+
+def sbom_path(artifact: Path) -> Path:
+    return artifact.with_name(f"{artifact.name}.spdx.json")
+
+
+def release_files(dist: Path, version: str) -> list[Path]:
+    """Every file a release of version writes to dist/, but the public key and SHA256SUMS."""
+    index = dist / f"{PRODUCT}-{version}.oci.tar"
+    files = [index, sbom_path(index), dist / f"{PRODUCT}-{version}-sources.tar.gz"]
+    for arch in ARCHES:
+        build = ArchBuild.in_dist(dist / arch, arch, version)
+        files += build.files()
+        files += [sbom_path(p) for p in build.described()]
+    return files
 
 
 def _licence(components: Sequence[Component]) -> str:
@@ -179,12 +218,49 @@ def write_sums(dist: Path, paths: Sequence[Path]) -> Path:
 
 def check_sums(dist: Path) -> list[str]:
     """The problems `sha256sum -c` would report for dist/SHA256SUMS: [] when it checks out."""
-    problems = []
-    for line in (dist / SUMS).read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        path = dist / name
-        if not path.is_file():
+    listed, problems = _read_sums(dist)
+    for name, digest in listed.items():
+        if not (dist / name).is_file():
             problems.append(f"{name}: missing")
-        elif file_sha256(path) != digest:
+        elif file_sha256(dist / name) != digest:
             problems.append(f"{name}: changed")
+    return problems
+
+
+def check_release(dist: Path) -> list[str]:
+    """What is wrong with the finished release in dist/: [] when SHA256SUMS checks out
+    and still lists every file the release wrote."""
+    return check_sums(dist) + _unlisted(dist, set(_read_sums(dist)[0]))
+
+
+def _read_sums(dist: Path) -> tuple[dict[str, str], list[str]]:
+    """SHA256SUMS as {path: digest}, and its lines that are not `SHA-256  PATH` in dist/."""
+    try:
+        lines = (dist / SUMS).read_bytes().decode().splitlines()
+    except UnicodeDecodeError:
+        return {}, [f"{SUMS}: not UTF-8 text"]
+    listed, problems = {}, []
+    for number, line in enumerate(lines, 1):
+        match = _SUMS_LINE.fullmatch(line)
+        if not match or Path(match[2]).is_absolute() or ".." in Path(match[2]).parts:
+            problems.append(f"{SUMS} line {number}: not `SHA-256  PATH` inside dist/")
+        else:
+            listed[match[2]] = match[1]
+    return listed, problems
+
+
+_SUMS_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")
+
+
+def _unlisted(dist: Path, listed: set[str]) -> list[str]:
+    """The files of the release that SHA256SUMS no longer names."""
+    bundles = [n for n in listed if "/" not in n and n.endswith("-sources.tar.gz")]
+    if len(bundles) != 1:
+        return [f"{SUMS}: expected one *-sources.tar.gz, found {len(bundles)}"]
+    version = bundles[0].removeprefix(f"{PRODUCT}-").removesuffix("-sources.tar.gz")
+    names = {p.relative_to(dist).as_posix() for p in release_files(dist, version)}
+    problems = [f"{name}: not listed in {SUMS}" for name in sorted(names - listed)]
+    keys = [n for n in listed if n.startswith("keys/")]
+    if len(keys) != 1:
+        problems.append(f"{SUMS}: expected one keys/*.rsa.pub, found {len(keys)}")
     return problems

@@ -23,6 +23,11 @@ class PackageSettings:
 def package_settings() -> PackageSettings:
     key = load_signing_key()
     packager = _text_setting("TMATE_FORGE_PACKAGER", "tmate-forge")
+    return PackageSettings(key=key, packager=packager, epoch=source_date_epoch())
+
+
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH, when it is set: the time every artifact is stamped with."""
     epoch = _text_setting("SOURCE_DATE_EPOCH", "")
     # ASCII digits only (str.isdigit also takes "\u00b2"), no later than a tar header holds.
     # The length first: int() refuses strings of more than 4300 digits with a ValueError.
@@ -31,7 +36,7 @@ def package_settings() -> PackageSettings:
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970, "
                          f"from 0 to {LAST_TAR_TIME}",
                          tip="unset it, or set it to e.g. $(git log -1 --format=%ct)")  # fmt: skip
-    return PackageSettings(key=key, packager=packager, epoch=int(epoch) if epoch else None)
+    return int(epoch) if epoch else None
 
 
 def _text_setting(name: str, default: str) -> str:
