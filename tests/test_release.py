@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from spdx_tools.spdx.model import PackagePurpose, RelationshipType
@@ -347,3 +348,17 @@ def test_a_failing_architecture_stops_the_release_without_sums(
     assert not list(dist.glob("*.oci.tar"))
     assert not list(dist.glob("*-sources.tar.gz"))
 
+
+def test_published_assets_have_flat_unique_names(tmp_path: Path) -> None:
+    """The workflow's publish step, up to its `gh release create`, run by bash on a
+    stand-in release: both architectures' files get names of their own, checked."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["assemble"]["steps"]
+    script = next(step["run"] for step in steps if step.get("name") == "Publish the release")
+    _finished_release(tmp_path)
+    done = subprocess.run(["bash", "-e", "-c", script[: script.index("gh release create")]],
+                          cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    names = sorted(path.name for path in (tmp_path / "assets").iterdir())
+    listed = len((tmp_path / "dist" / "SHA256SUMS").read_text().splitlines())
+    assert len(names) == listed + 1  # and the flat SHA256SUMS
+    assert {"x86_64-tmate-ssh-server", "aarch64-tmate-ssh-server", "SHA256SUMS"} <= set(names)
