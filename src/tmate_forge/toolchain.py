@@ -24,7 +24,12 @@ from .errors import ToolMissingError
 
 # Flags for every C file of every component. Frame pointers, leaf functions included
 # (aarch64 omits them there by default), keep the crash handler's stack walk possible.
-BASE_CFLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer")
+# -fno-slp-vectorize: the SLP vectorizer of zig 0.17.1's LLVM is not deterministic here.
+# Compiled 150 times alike, libssh's kex.c came out with other SSE registers in 20, which
+# broke a release's reproducibility; without SLP, 80 of 80 were the same. LLVM has had
+# such bugs before: https://github.com/llvm/llvm-project/issues/75987
+BASE_CFLAGS = ("-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer",
+               "-fno-slp-vectorize")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
