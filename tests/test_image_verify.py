@@ -31,6 +31,7 @@ import testinfra
 from tmate_forge.arch import Arch, parse_arch
 from tmate_forge.compile import PRODUCT
 from tmate_forge.image import CAPABILITIES, ImageConfig, build_image
+from tmate_forge.launcher import LAUNCHER
 from tmate_forge.layout import layout_from_env
 from tmate_forge.ocilayout import OciImage, layer_files, read_image
 from tmate_forge.pipeline import run_image
@@ -427,6 +428,25 @@ def test_restart_on_the_same_volume_keeps_the_keys(image: Image) -> None:
     finally:
         subprocess.run(["podman", "volume", "rm", "--force", name], capture_output=True,
                        check=False)  # fmt: skip
+
+
+def test_print_config_after_a_restart_is_one_block(image: Image, volume: str) -> None:
+    """The README reads the client block with `podman exec NAME tmate-ssh-server-launch
+    --print-config`, not from `podman logs`, which keeps one block per start."""
+    with container(image, volume=volume, shell=False) as running:
+        _podman_cmd(["podman", "restart", "--time", "5", running.name])
+        _wait_for_log(running, "Accepting connections on :2222")
+        block = _podman_cmd(["podman", "exec", running.name, f"/usr/bin/{LAUNCHER}",
+                             "--print-config"])  # fmt: skip
+        assert running.logs().count("# Client configuration") == 2
+        fingerprints = running.fingerprints()
+    settings = [line for line in block.splitlines() if not line.startswith("#")]
+    assert settings == [
+        "set -g tmate-server-host 127.0.0.1",
+        f"set -g tmate-server-port {running.port}",
+        f"set -g tmate-server-rsa-fingerprint {fingerprints.rsa}",
+        f"set -g tmate-server-ed25519-fingerprint {fingerprints.ed25519}",
+    ]
 
 
 def _key_files(running: Running) -> dict[str, tuple[str, int, int]]:
