@@ -127,7 +127,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], object], str, type[Exception]]] = {
     "no-key": (lambda c: shutil.rmtree(c / "dist" / "keys"),
                r"release \[x86_64\]: .*\.apk: signed by '.*', which is not in", VerifyError),
     "another-key-for-aarch64": (_aarch64_signed_by_another_key,
-                                r"--assemble-only: the packages are signed by different keys",
+                                r"release: the packages are signed by different keys",
                                 VerifyError),
     "launcher-missing": (lambda c: (c / "dist" / "aarch64" / "tmate-ssh-server-launch").unlink(),
                          r"release \[aarch64\]: --assemble-only: missing from dist/aarch64",

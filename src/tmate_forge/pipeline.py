@@ -224,15 +224,16 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     """Every architecture through the image stage, then the release's own artifacts.
 
     With assemble_only, the per-architecture artifacts are taken as they are in dist/
-    (the release CI builds each architecture in its own job), once they are checked
-    against each other. A dist/ that holds a finished release is left alone: a no-op
-    when SHA256SUMS checks out, else an error.
+    (the release CI builds each architecture in its own job). Either way they are
+    checked against each other before anything is summed. A dist/ that holds a
+    finished release is left alone: a no-op when SHA256SUMS checks out, else an error.
     """
     dist = layout.root / "dist"
     if (dist / SUMS).is_file():
         _finished_release(dist)
         return None
-    builds, facts, public_key = (_taken_from_dist if assemble_only else _built)(layout)
+    builds, facts = (_taken_from_dist if assemble_only else _built)(layout)
+    public_key = _one_signer(builds, dist / "keys")
     zig = zig_binary()
     config = ReleaseConfig(
         builds=tuple(builds),
@@ -252,7 +253,7 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     return result
 
 
-_Builds = tuple[list[ArchBuild], _Facts, Path]  # each architecture's, the facts, the key
+_Builds = tuple[list[ArchBuild], _Facts]  # each architecture's artifacts, and the facts
 
 
 def _built(layout: Layout) -> _Builds:
@@ -271,25 +272,32 @@ def _built(layout: Layout) -> _Builds:
             launcher_debug=compiled.launcher_debug, manifest=compiled.manifest,
             package=package.package, index=package.index, image=image.archive,
         ))  # fmt: skip
-    return builds, product.facts, layout.root / "dist" / "keys" / settings.key.name
+    return builds, product.facts
 
 
 def _taken_from_dist(layout: Layout) -> _Builds:
-    """Each architecture as an earlier job left it in dist/ARCH, checked, and the public
-    key in dist/keys that signed both; no private key is needed for that."""
+    """Each architecture as an earlier job left it in dist/ARCH; no private key is needed."""
     facts = _product_facts(layout, source_date_epoch())
-    keys = layout.root / "dist" / "keys"
-    builds, signers = [], {}
+    builds = []
     for arch in ARCHES:
         with _release_step(layout, arch):
-            build = _built_in_dist(layout, arch, facts.pkgver)
-            signers[arch] = check_arch_build(build, keys)
-        builds.append(build)
+            builds.append(_built_in_dist(layout, arch, facts.pkgver))
+    return builds, facts
+
+
+def _one_signer(builds: list[ArchBuild], keys: Path) -> Path:
+    """The public key in keys that signed every architecture's package, once each
+    architecture's files are checked to belong together (in the release CI they come
+    from other jobs; here, a last look before anything is summed)."""
+    signers = {}
+    for build in builds:
+        with _prefixed_errors(f"release [{build.arch}]"):
+            signers[build.arch] = check_arch_build(build, keys)
     if len(set(signers.values())) != 1:
         found = ", ".join(f"{arch} by {key.name}" for arch, key in signers.items())
-        raise VerifyError(f"--assemble-only: the packages are signed by different keys: {found}",
+        raise VerifyError(f"release: the packages are signed by different keys: {found}",
                           tip="sign every architecture with the same key")  # fmt: skip
-    return builds, facts, signers[ARCHES[0]]
+    return signers[builds[0].arch]
 
 
 @contextlib.contextmanager
