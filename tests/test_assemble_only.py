@@ -8,10 +8,14 @@ file at a time: each must stop the release, naming the file, before SHA256SUMS e
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import subprocess
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -103,6 +107,45 @@ def _after_signature(data: bytes) -> bytes:
     return stream.unused_data
 
 
+def _manifest(checkout: Path, arch: str, change: Callable[[dict[str, Any]], None]) -> None:
+    path = checkout / "dist" / arch / "tmate-ssh-server.manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def _not_elf(checkout: Path) -> None:
+    """A shell script as the server, with the manifest made to agree."""
+    binary = checkout / "dist" / "x86_64" / "tmate-ssh-server"
+    binary.write_text("#!/bin/sh\necho fake\n")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    _manifest(checkout, "x86_64",
+              lambda m: m["artifacts"]["tmate-ssh-server"].update(sha256=digest))  # fmt: skip
+
+
+def _older_libssh(manifest: dict[str, Any]) -> None:
+    next(c for c in manifest["components"] if c["name"] == "libssh")["version"] = "0.10.0"
+
+
+def _second_layer(checkout: Path) -> None:
+    """A layer on top of the image, made with buildah, with another /usr/bin server."""
+    archive = next((checkout / "dist" / "x86_64").glob("*.oci.tar"))
+    fake = checkout / "fake-server"
+    fake.write_text("#!/bin/sh\necho fake\n")
+    fake.chmod(0o755)
+    container = _buildah("from", "--quiet", f"oci-archive:{archive}")
+    try:
+        _buildah("add", "--quiet", container, str(fake), "/usr/bin/tmate-ssh-server")
+        _buildah("commit", "--quiet", container, f"oci-archive:{archive}")
+    finally:
+        _buildah("rm", container)
+
+
+def _buildah(*args: str) -> str:
+    return subprocess.run(["buildah", *args], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+
+
 DAMAGE: dict[str, tuple[Callable[[Path], object], str, type[Exception]]] = {
     "apk-cut": (lambda c: _cut(next((c / "dist" / "x86_64").glob("*.apk"))),
                 r"release \[x86_64\]: .*\.apk: gzip member \d is cut short", VerifyError),
@@ -129,8 +172,16 @@ DAMAGE: dict[str, tuple[Callable[[Path], object], str, type[Exception]]] = {
     "another-key-for-aarch64": (_aarch64_signed_by_another_key,
                                 r"release: the packages are signed by different keys",
                                 VerifyError),
+    "not-elf": (_not_elf, r"release \[x86_64\]: .*/tmate-ssh-server: not an ELF file",
+                VerifyError),
+    "manifest-lies": (lambda c: _manifest(c, "aarch64", _older_libssh),
+                      r"release \[aarch64\]: .*component 'libssh': version: .*libssh.toml pins "
+                      r"'0.11.5', the build recorded '0.10.0'", VerifyError),
+    "second-layer": (_second_layer,
+                     r"release \[x86_64\]: .*\.oci\.tar: expected the one layer .*, found 2",
+                     VerifyError),
     "launcher-missing": (lambda c: (c / "dist" / "aarch64" / "tmate-ssh-server-launch").unlink(),
-                         r"release \[aarch64\]: --assemble-only: missing from dist/aarch64",
+                         r"release \[aarch64\]: --assemble-only: missing, or not a file, in dist",
                          UsageError),
 }  # fmt: skip
 

@@ -281,8 +281,19 @@ def test_a_finished_release_is_a_no_op(tmp_path: Path) -> None:
         (lambda text: "", "expected one *-sources.tar.gz, found 0"),
         (lambda text: text + f"{'0' * 64}  ../../etc/hostname\n", "line 33: not `SHA-256  PATH`"),
         (lambda text: "\udcff\n", "SHA256SUMS: not UTF-8 text"),
+        (lambda text: f"{'0' * 64}  x86_64/tmate-ssh-server\n" + text,
+         "x86_64/tmate-ssh-server is listed twice"),
+        (lambda text: text.replace("\n", "\r\n"), "line 1: not `SHA-256  PATH`"),
+        (lambda text: text.rstrip("\n"), "the last line has no newline"),
+        (lambda text: text.rstrip("\n") + "\f\n", "line 32: not `SHA-256  PATH`"),
+        (lambda text: text + f"{'0' * 64}  notes.txt\n",
+         "notes.txt: listed in SHA256SUMS, but no file of the release"),
+        (lambda text: text.replace("  x86_64/tmate-ssh-server\n", "  ./x86_64/tmate-ssh-server\n"),
+         "not `SHA-256  PATH` inside dist/"),
+        (lambda text: text + f"{'0' * 64}  {'x' * 300}\n", "listed in SHA256SUMS, but no file"),
     ],
-    ids=["a-line-dropped", "emptied", "outside-dist", "not-utf8"],
+    ids=["a-line-dropped", "emptied", "outside-dist", "not-utf8", "twice", "crlf",
+         "no-last-newline", "form-feed", "extra-file", "dot-slash", "long-name"],
 )  # fmt: skip
 def test_an_edited_sums_file_is_refused(
     tmp_path: Path, edit: Callable[[str], str], problem: str

@@ -104,3 +104,12 @@ def test_interrupted_write_leaves_nothing_half_written(
     monkeypatch.undo()
     assert [p.name for p in target.parent.iterdir()] == [target.name]
     assert target.read_bytes() == b"the previous package"
+
+
+@pytest.mark.parametrize("name", ["two words.rsa", "evil\nkey.rsa", "-leading.rsa"])
+def test_a_key_name_that_would_break_a_listing_is_refused(tmp_path: Path, name: str) -> None:
+    """The name goes into the package's signature entry, dist/keys and SHA256SUMS."""
+    path = tmp_path / name
+    path.write_bytes(_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    with pytest.raises(SigningKeyError, match="not one word of letters"):
+        read_signing_key(path, source="test")

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .apkv2 import Entry
+from .apkv2 import KEY_NAME, Entry
 from .errors import VerifyError
 
 _TIP = "rebuild it with `nox -s apk -- --arch ARCH`"
@@ -97,8 +97,10 @@ def signer(path: Path, keys: Path, *, index: bool = False) -> Path:
     its control member, or the index at path (index=True) over all that follows."""
     members = _gzip_members(path, path.read_bytes())
     name, signature = _signature(path, members)
+    if not KEY_NAME.fullmatch(name):
+        raise VerifyError(f"{path}: signed by {name!r}, which is no key file name", tip=_TIP)
     key = keys / name
-    if "/" in name or not key.is_file():
+    if not key.is_file():
         raise VerifyError(f"{path}: signed by {name!r}, which is not in {keys}",
                           tip="put the public half of the key that signed it there")  # fmt: skip
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 _BLOCK = 512
+# The file name of a public key as apk finds it in /etc/apk/keys, and as it stands in a
+# signature entry and in SHA256SUMS: one plain word, so that it can break none of them.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*\.rsa\.pub")  # abuild-keygen: EMAIL-HEX.rsa
 
 
 @dataclass(frozen=True, kw_only=True)

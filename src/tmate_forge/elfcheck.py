@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Symbol, SymbolTableSection
 
 from .arch import Arch
 from .errors import VerifyError
 
-_MACHINES: dict[Arch, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
+MACHINES: dict[Arch, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +42,11 @@ def _unresolved(symbol: Symbol) -> bool:
 
 def inspect(path: Path) -> ElfReport:
     with path.open("rb") as stream:
-        elf = ELFFile(stream)
+        try:
+            elf = ELFFile(stream)
+        except ELFError as err:
+            tip = "rebuild it with `nox -s compile -- --arch ARCH`"
+            raise VerifyError(f"{path}: not an ELF file: {err}", tip=tip) from err
         segments = [segment["p_type"] for segment in elf.iter_segments()]
         symtab = elf.get_section_by_name(".symtab")
         undefined: list[str] = []
@@ -64,8 +69,8 @@ def check_static(path: Path, arch: Arch, *, symbols_from: Path | None = None) ->
     """
     report = inspect(path)
     problems = []
-    if report.machine != _MACHINES[arch]:
-        problems.append(f"machine is {report.machine}, expected {_MACHINES[arch]}")
+    if report.machine != MACHINES[arch]:
+        problems.append(f"machine is {report.machine}, expected {MACHINES[arch]}")
     if report.interpreter:
         problems.append("it has a PT_INTERP segment (it wants a dynamic loader)")
     if report.dynamic:

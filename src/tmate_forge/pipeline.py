@@ -16,7 +16,7 @@ from .arch import ARCHES, Arch
 from .cmd import capture, require_tool
 from .compile import PRODUCT, CompileConfig, CompileResult, compile_all
 from .digest import file_sha256
-from .distcheck import check_arch_build
+from .distcheck import Checkout, check_arch_build
 from .errors import ForgeError, UsageError, VerifyError, did_you_mean
 from .image import ImageConfig, ImageResult, build_image, run_line
 from .layout import Layout
@@ -232,8 +232,13 @@ def run_release(layout: Layout, *, assemble_only: bool = False) -> ReleaseResult
     if (dist / SUMS).is_file():
         _finished_release(dist)
         return None
+    if (dist / SUMS).exists() or (dist / SUMS).is_symlink():
+        raise UsageError(f"{dist / SUMS}: not a file, so no finished release either",
+                         tip="move it, or all of dist/, away")  # fmt: skip
     builds, facts = (_taken_from_dist if assemble_only else _built)(layout)
-    public_key = _one_signer(builds, dist / "keys")
+    checkout = Checkout(recipes=load_recipes(layout.recipes), patches=layout.patches,
+                        keys=dist / "keys")  # fmt: skip
+    public_key = _one_signer(builds, checkout)
     zig = zig_binary()
     config = ReleaseConfig(
         builds=tuple(builds),
@@ -285,14 +290,14 @@ def _taken_from_dist(layout: Layout) -> _Builds:
     return builds, facts
 
 
-def _one_signer(builds: list[ArchBuild], keys: Path) -> Path:
-    """The public key in keys that signed every architecture's package, once each
+def _one_signer(builds: list[ArchBuild], checkout: Checkout) -> Path:
+    """The public key in dist/keys that signed every architecture's package, once each
     architecture's files are checked to belong together (in the release CI they come
     from other jobs; here, a last look before anything is summed)."""
     signers = {}
     for build in builds:
         with _prefixed_errors(f"release [{build.arch}]"):
-            signers[build.arch] = check_arch_build(build, keys)
+            signers[build.arch] = check_arch_build(build, checkout)
     if len(set(signers.values())) != 1:
         found = ", ".join(f"{arch} by {key.name}" for arch, key in signers.items())
         raise VerifyError(f"release: the packages are signed by different keys: {found}",
@@ -334,7 +339,8 @@ def _built_in_dist(layout: Layout, arch: Arch, pkgver: str) -> ArchBuild:
     build = ArchBuild.in_dist(layout.dist(arch), arch, pkgver)
     missing = [str(p) for p in build.files() if not p.is_file()]
     if missing:
-        raise UsageError(f"--assemble-only: missing from dist/{arch}: {', '.join(missing)}",
+        raise UsageError(f"--assemble-only: missing, or not a file, in dist/{arch}: "
+                         f"{', '.join(missing)}",
                          tip=f"run `nox -s image -- --arch {arch}` first, or put that job's "
                          f"dist/{arch} in place")  # fmt: skip
     return build

@@ -19,6 +19,7 @@ from spdx_tools.spdx.model import PackagePurpose
 
 from . import log
 from .apk import combined_licence
+from .apkv2 import KEY_NAME
 from .arch import ARCHES, Arch
 from .atomic import replacing, write_atomically
 from .compile import PRODUCT
@@ -219,6 +220,18 @@ def write_sums(dist: Path, paths: Sequence[Path]) -> Path:
 def check_sums(dist: Path) -> list[str]:
     """The problems `sha256sum -c` would report for dist/SHA256SUMS: [] when it checks out."""
     listed, problems = _read_sums(dist)
+    return problems or _changed(dist, listed)
+
+
+def check_release(dist: Path) -> list[str]:
+    """What is wrong with the finished release in dist/: [] when SHA256SUMS checks out and
+    lists exactly the files the release wrote. Names are checked before files are read."""
+    listed, problems = _read_sums(dist)
+    return problems or _not_the_release(dist, set(listed)) or _changed(dist, listed)
+
+
+def _changed(dist: Path, listed: dict[str, str]) -> list[str]:
+    problems = []
     for name, digest in listed.items():
         if not (dist / name).is_file():
             problems.append(f"{name}: missing")
@@ -227,40 +240,43 @@ def check_sums(dist: Path) -> list[str]:
     return problems
 
 
-def check_release(dist: Path) -> list[str]:
-    """What is wrong with the finished release in dist/: [] when SHA256SUMS checks out
-    and still lists every file the release wrote."""
-    return check_sums(dist) + _unlisted(dist, set(_read_sums(dist)[0]))
+# What write_sums writes: 64 lower-case hex digits, two spaces, a plain relative path.
+_SUMS_LINE = re.compile(r"([0-9a-f]{64})  ([!-~]+)")
 
 
 def _read_sums(dist: Path) -> tuple[dict[str, str], list[str]]:
-    """SHA256SUMS as {path: digest}, and its lines that are not `SHA-256  PATH` in dist/."""
+    """SHA256SUMS as {path: digest}, or the lines that are not what write_sums writes."""
     try:
-        lines = (dist / SUMS).read_bytes().decode().splitlines()
+        text = (dist / SUMS).read_bytes().decode()
     except UnicodeDecodeError:
         return {}, [f"{SUMS}: not UTF-8 text"]
-    listed, problems = {}, []
+    lines = text.split("\n")  # as sha256sum reads it: \r, \f and the like are not ends
+    if lines.pop() != "":
+        return {}, [f"{SUMS}: the last line has no newline"]
+    listed: dict[str, str] = {}
+    problems = []
     for number, line in enumerate(lines, 1):
         match = _SUMS_LINE.fullmatch(line)
-        if not match or Path(match[2]).is_absolute() or ".." in Path(match[2]).parts:
+        if not match or Path(match[2]).as_posix() != match[2] or ".." in match[2].split("/"):
             problems.append(f"{SUMS} line {number}: not `SHA-256  PATH` inside dist/")
+        elif match[2] in listed:
+            problems.append(f"{SUMS} line {number}: {match[2]} is listed twice")
         else:
             listed[match[2]] = match[1]
     return listed, problems
 
 
-_SUMS_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")
-
-
-def _unlisted(dist: Path, listed: set[str]) -> list[str]:
-    """The files of the release that SHA256SUMS no longer names."""
+def _not_the_release(dist: Path, listed: set[str]) -> list[str]:
+    """The release's files that SHA256SUMS does not name, and the names it has besides."""
     bundles = [n for n in listed if "/" not in n and n.endswith("-sources.tar.gz")]
     if len(bundles) != 1:
         return [f"{SUMS}: expected one *-sources.tar.gz, found {len(bundles)}"]
     version = bundles[0].removeprefix(f"{PRODUCT}-").removesuffix("-sources.tar.gz")
     names = {p.relative_to(dist).as_posix() for p in release_files(dist, version)}
+    keys = {n for n in listed if n.startswith("keys/") and KEY_NAME.fullmatch(n[5:])}
     problems = [f"{name}: not listed in {SUMS}" for name in sorted(names - listed)]
-    keys = [n for n in listed if n.startswith("keys/")]
+    problems += [f"{name}: listed in {SUMS}, but no file of the release"
+                 for name in sorted(listed - names - keys)]  # fmt: skip
     if len(keys) != 1:
         problems.append(f"{SUMS}: expected one keys/*.rsa.pub, found {len(keys)}")
     return problems

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import log
-from .apkv2 import SigningKey
+from .apkv2 import KEY_NAME, SigningKey
 from .errors import SigningKeyError
 
 MIN_BITS = 2048
@@ -61,6 +61,10 @@ def read_signing_key(path: Path, *, source: str) -> SigningKey:
             tip=tip,
         )
     name = path.name if path.name.endswith(".rsa") else f"{path.stem}.rsa"
+    if not KEY_NAME.fullmatch(f"{name}.pub"):
+        raise SigningKeyError(f"{source}: {path}: the public key would be named {name}.pub, "
+                              "which is not one word of letters, digits and ._+@-",
+                              tip="rename the key file, e.g. to mykey.rsa")  # fmt: skip
     return SigningKey(name=f"{name}.pub", private=key)
 
 
