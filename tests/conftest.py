@@ -8,7 +8,7 @@ import os
 import shutil
 import tarfile
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,22 +31,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="check the finished release in dist/ (what `nox -s release` passes), failing "
         "if there is none; without it those checks skip when dist/ holds no release",
     )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _signing_key_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Tests that build the real package sign it with a key of their own, made once, and
-    never with the user's. Its public half is taken out of dist/keys when they end, so
-    that it is not mistaken there for the key that signs what the user publishes."""
-    keys = ROOT / "dist" / "keys"
-    before = set(keys.iterdir()) if keys.is_dir() else set()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
-        patch.delenv("TMATE_FORGE_SIGNING_KEY", raising=False)
-        yield
-    if keys.is_dir():
-        for added in set(keys.iterdir()) - before:
-            added.unlink()
 
 
 def make_archive(folder: Path, name: str, files: dict[str, str]) -> tuple[Path, str]:
