@@ -191,8 +191,9 @@ def _image_id(name: str) -> str:
 
 
 def run_line(name: str) -> str:
-    """The `podman run` line the README documents, for this image."""
+    """The `podman run` line the README documents, for this image. The host name is an
+    example to replace: this machine's own name is often one that clients cannot reach."""
     caps = ",".join(CAPABILITIES)
     return (f"podman run -d --name tmate -p 2222:2222 --cap-drop ALL --cap-add {caps} "
             f"--read-only --tmpfs /tmp -v tmate-keys:/{KEYS_FOLDER} "
-            f"-e SSH_HOSTNAME=$(hostname -f) {name}")  # fmt: skip
+            f"-e SSH_HOSTNAME=tmate.example.org {name}")  # fmt: skip

@@ -198,7 +198,14 @@ def run_image(layout: Layout, arch: Arch, *, load: bool = True) -> ImageResult:
     if result.loaded:
         log.info(f"loaded as {result.name}; run it with:")
         log.info(f"  {run_line(result.name)}")
+        log.info(f"  ({_AFTER_RUN})")
     return result
+
+
+_AFTER_RUN = (
+    "SSH_HOSTNAME: the name your users' clients connect to; then read their client "
+    "block with `podman exec tmate tmate-ssh-server-launch --print-config`"
+)
 
 
 def _image(
