@@ -242,6 +242,8 @@ from tests.test_image_build import config_for
 from tmate_forge.cli import _raise_terminated
 from tmate_forge.image import build_image
 signal.signal(signal.SIGTERM, _raise_terminated)
+# As at a terminal, even when this run inherited SIGINT ignored (a script's background job).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 build_image(config_for(pathlib.Path({str(package)!r}), pathlib.Path({str(tmp_path)!r})))
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PATH": f"{slow}:{os.environ['PATH']}"}

@@ -17,9 +17,17 @@ from .conftest import ROOT, require_tools
 pytestmark = pytest.mark.toolchain
 
 
+# tmate-forge as a user starts it at a terminal, where Ctrl-C works: a run that inherits
+# SIGINT ignored (the background job of a script, which CI may be) keeps it ignored.
+_AS_AT_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from tmate_forge.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def _forge(root: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tmate_forge", "--root", str(root), *args],
+        [sys.executable, "-c", _AS_AT_A_TERMINAL, "--root", str(root), *args],
         stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
     )  # fmt: skip
 
