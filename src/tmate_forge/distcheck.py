@@ -100,7 +100,11 @@ def _check_component(manifest: Path, entry: dict[str, Any], checkout: Checkout) 
     if recipe is None:
         raise VerifyError(f"{manifest}: component {name!r}: no recipe of that name here",
                           tip="assemble in a checkout of the commit that built it")  # fmt: skip
-    pin = recipe.source.commit if isinstance(recipe.source, GitSource) else recipe.source.sha256
+    source = recipe.source
+    if isinstance(source, GitSource):
+        pin = {"git": source.url, "commit": source.commit, "tree": source.tree}
+    else:
+        pin = {"url": source.url, "sha256": source.sha256}
     patches = sorted((checkout.patches / name).glob("*.patch"))
     pinned: dict[str, object] = {
         "version": recipe.version,
@@ -111,7 +115,7 @@ def _check_component(manifest: Path, entry: dict[str, Any], checkout: Checkout) 
     found: dict[str, object] = {
         "version": entry["version"],
         "license": entry["license"],
-        "source": entry["source"].get("commit") or entry["source"].get("sha256"),
+        "source": entry["source"],
         "patches": [f"{p['name']} {p['sha256']}" for p in entry["patches"]],
     }
     for field, value in pinned.items():
