@@ -36,14 +36,19 @@ def control_member(package: bytes) -> bytes:
     return member
 
 
+def package_checksum(package: bytes) -> str:
+    """The value of a package's C: line: Q1 and the base64 SHA-1 of its control member."""
+    digest = hashlib.sha1(control_member(package), usedforsecurity=False).digest()
+    return "Q1" + base64.b64encode(digest).decode()
+
+
 def index_entry(entry: IndexedPackage) -> str:
-    digest = hashlib.sha1(control_member(entry.package), usedforsecurity=False).digest()
     info = entry.info
     name, version = info.pkgname, info.pkgver
     return "".join(
         f"{key}:{value}\n"
         for key, value in (
-            ("C", "Q1" + base64.b64encode(digest).decode()),
+            ("C", package_checksum(entry.package)),
             ("P", name), ("V", version), ("A", info.arch), ("S", len(entry.package)),
             ("I", entry.installed_size), ("T", info.pkgdesc), ("U", info.url),
             ("L", info.license), ("o", info.origin), ("t", info.builddate),

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .apkv2 import KEY_NAME, Entry
+from .apkv2 import KEY_NAME, SIGNATURE_PREFIX, Entry
 from .errors import VerifyError
 
 _TIP = "rebuild it with `nox -s apk -- --arch ARCH`"
@@ -89,9 +89,6 @@ def read_payload(path: Path) -> list[Entry]:
     return entries
 
 
-_SIGNATURE = ".SIGN.RSA256."
-
-
 def signer(path: Path, keys: Path, *, index: bool = False) -> Path:
     """The public key in keys whose RSA-SHA256 signature the package at path carries over
     its control member, or the index at path (index=True) over all that follows."""
@@ -128,10 +125,10 @@ def _signature(path: Path, members: list[tuple[bytes, bytes]]) -> tuple[str, byt
         header = tarfile.TarInfo.frombuf(content[:512], "utf-8", "surrogateescape")
     except tarfile.HeaderError as err:
         raise VerifyError(f"{path}: the first member is no signature: {err}", tip=_TIP) from err
-    if not header.name.startswith(_SIGNATURE):
-        raise VerifyError(f"{path}: expected a {_SIGNATURE}NAME signature first, found "
+    if not header.name.startswith(SIGNATURE_PREFIX):
+        raise VerifyError(f"{path}: expected a {SIGNATURE_PREFIX}NAME signature first, found "
                           f"{header.name!r}", tip=_TIP)  # fmt: skip
-    return header.name.removeprefix(_SIGNATURE), content[512 : 512 + header.size]
+    return header.name.removeprefix(SIGNATURE_PREFIX), content[512 : 512 + header.size]
 
 
 def index_text(path: Path) -> str:

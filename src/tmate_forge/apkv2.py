@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 _BLOCK = 512
 # The file name of a public key as apk finds it in /etc/apk/keys, and as it stands in a
 # signature entry and in SHA256SUMS: one plain word, so that it can break none of them.
+SIGNATURE_PREFIX = ".SIGN.RSA256."  # and the key's name: the signature entry of a member
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*\.rsa\.pub")  # abuild-keygen: EMAIL-HEX.rsa
 
 
@@ -119,7 +120,7 @@ def _single_entry_tar(name: str, data: bytes, mtime: int) -> bytes:
 
 def signature_member(key: SigningKey, signed: bytes) -> bytes:
     signature = key.private.sign(signed, padding.PKCS1v15(), hashes.SHA256())
-    return _gzip(_single_entry_tar(f".SIGN.RSA256.{key.name}", signature, 0))
+    return _gzip(_single_entry_tar(f"{SIGNATURE_PREFIX}{key.name}", signature, 0))
 
 
 def installed_size(entries: Sequence[Entry]) -> int:

@@ -9,8 +9,6 @@ public key in dist/keys that signed them.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import posixpath
 from collections.abc import Mapping
@@ -18,18 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .apkindex import control_member
+from .apkindex import package_checksum
 from .apkread import index_text, read_payload, signer
 from .arch import Arch
 from .digest import file_sha256
 from .elfcheck import MACHINES, check_static, inspect
 from .errors import VerifyError
+from .image import PLATFORMS
 from .ocilayout import layer_files, read_image
 from .recipe import GitSource, Recipe
 from .release import ArchBuild
 
 _INSTALLED = "usr/bin/"  # where the package and the image hold both programs
-_PLATFORMS: dict[Arch, str] = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,8 +132,7 @@ def _same_programs(where: Path, programs: dict[str, bytes], found: dict[str, byt
 
 def _index_names_package(build: ArchBuild) -> None:
     """The index's C: line is the SHA-1 of the package's control member, as apk checks."""
-    digest = hashlib.sha1(control_member(build.package.read_bytes()), usedforsecurity=False)
-    expected = f"C:Q1{base64.b64encode(digest.digest()).decode()}"
+    expected = f"C:{package_checksum(build.package.read_bytes())}"
     if expected not in index_text(build.index).splitlines():
         raise VerifyError(f"{build.index}: does not list {build.package.name} ({expected})",
                           tip=_tip(build.arch))  # fmt: skip
@@ -143,9 +140,9 @@ def _index_names_package(build: ArchBuild) -> None:
 
 def _check_image(build: ArchBuild, programs: dict[str, bytes]) -> None:
     image = read_image(build.image)
-    architecture = image.config.get("architecture")
-    if architecture != _PLATFORMS[build.arch]:
-        raise VerifyError(f"{build.image}: architecture: expected {_PLATFORMS[build.arch]!r}, "
+    architecture, expected = image.config.get("architecture"), PLATFORMS[build.arch][0]
+    if architecture != expected:
+        raise VerifyError(f"{build.image}: architecture: expected {expected!r}, "
                           f"found {architecture!r}", tip=_tip(build.arch))  # fmt: skip
     # The image stage writes one layer; a second could hide the programs of the first.
     if len(image.layers) != 1:

@@ -37,7 +37,7 @@ PORT = "2222/tcp"
 CAPABILITIES = ("SYS_ADMIN", "SYS_CHROOT", "SETGID", "SETUID")
 
 _SCRATCH = "image."  # the prefix of the stage's scratch folders in build/ARCH
-_PLATFORM: dict[Arch, tuple[str, str]] = {"x86_64": ("amd64", ""), "aarch64": ("arm64", "v8")}
+PLATFORMS: dict[Arch, tuple[str, str]] = {"x86_64": ("amd64", ""), "aarch64": ("arm64", "v8")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +123,7 @@ def _buildah_commit(config: ImageConfig, rootfs: Path, destination: str) -> None
 
 
 def _config_flags(config: ImageConfig) -> list[str]:
-    architecture, variant = _PLATFORM[config.arch]
+    architecture, variant = PLATFORMS[config.arch]
     created = datetime.fromtimestamp(config.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     annotations = {
         "org.opencontainers.image.title": PRODUCT,
