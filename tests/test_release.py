@@ -35,7 +35,7 @@ from tmate_forge.layout import Layout
 from tmate_forge.ocilayout import pack_index
 from tmate_forge.pipeline import run_release
 from tmate_forge.recipe import ArchiveSource, BuildSpec, GitSource, Recipe
-from tmate_forge.release import check_sums, release_files, write_sums
+from tmate_forge.release import check_release, release_files, write_sums
 from tmate_forge.sbom import Artifact, Component, sbom_document, write_sbom
 from tmate_forge.sourcebundle import BundleConfig, BundledSource, build_bundle
 from tmate_forge.sources import FetchedSource
@@ -190,10 +190,16 @@ def test_sums_are_what_sha256sum_checks(tmp_path: Path) -> None:
                              capture_output=True, text=True)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert [line.split()[1] for line in sums.read_text().splitlines()] == ["a.tar.gz", "x86_64/b"]
-    assert check_sums(tmp_path) == []
-    files[1].write_bytes(b"changed")
-    files[0].unlink()
-    assert check_sums(tmp_path) == ["a.tar.gz: missing", "x86_64/b: changed"]
+
+
+def test_a_finished_release_reports_gone_and_changed_files(tmp_path: Path) -> None:
+    _finished_release(tmp_path)
+    dist = tmp_path / "dist"
+    assert check_release(dist) == []
+    (dist / "aarch64" / "APKINDEX.tar.gz").unlink()
+    (dist / "x86_64" / "tmate-ssh-server").write_bytes(b"changed")
+    assert check_release(dist) == ["aarch64/APKINDEX.tar.gz: missing",
+                                   "x86_64/tmate-ssh-server: changed"]  # fmt: skip
 
 
 @pytest.fixture

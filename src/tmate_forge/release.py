@@ -208,12 +208,6 @@ def write_sums(dist: Path, paths: Sequence[Path]) -> Path:
     return sums
 
 
-def check_sums(dist: Path) -> list[str]:
-    """The problems `sha256sum -c` would report for dist/SHA256SUMS: [] when it checks out."""
-    listed, problems = _read_sums(dist)
-    return problems or _changed(dist, listed)
-
-
 def check_release(dist: Path) -> list[str]:
     """What is wrong with the finished release in dist/: [] when SHA256SUMS checks out and
     lists exactly the files the release wrote. Names are checked before files are read."""
@@ -222,6 +216,7 @@ def check_release(dist: Path) -> list[str]:
 
 
 def _changed(dist: Path, listed: dict[str, str]) -> list[str]:
+    """What `sha256sum -c` would report: listed files that are gone or differ."""
     problems = []
     for name, digest in listed.items():
         if not (dist / name).is_file():
